@@ -48,7 +48,7 @@ def parse_duration(raw, field: str = "duration") -> float:
     text = str(raw).strip()
     parts = re.findall(_NUM + r"\s*([a-zA-Zµ]*)", text)
     rebuilt = "".join(re.findall(r"\S+", text))
-    if not parts or "".join(n + u for n, u in parts) != rebuilt:
+    if not parts or "".join(n + u for n, u in parts) != rebuilt or (len(parts) > 1 and not all(u for _, u in parts)):
         raise InputError(f"cannot read {raw!r} as a duration", field,
                          "write a number with a unit: ns, us, ms, s, m, h, d, w, mo, y (e.g. 30d, 2h, 50ms)")
     total = 0.0
