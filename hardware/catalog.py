@@ -28,7 +28,11 @@ class _Entry(BaseModel):
 
 
 class GPU(_Entry):
-    """One GPU model. Peaks are dense (no structured sparsity)."""
+    """One GPU model. Peaks are dense (no structured sparsity).
+
+    nvlink_sharp: its NVSwitch can reduce in the switch (NVLink SHARP, NVSwitch
+    gen3 and later: Hopper, Blackwell). cloud_usd_per_gpu_hour: a typical
+    rental price, used when a scenario gives none."""
     name: str
     full_name: str = ""
     architecture: str = ""
@@ -38,7 +42,9 @@ class GPU(_Entry):
     nvlink_gbps_bidir: float = Field(gt=0)
     tdp_w: float = Field(gt=0)
     idle_w: float = Field(ge=0)
+    nvlink_sharp: bool = False
     price_usd: Optional[float] = Field(default=None, ge=0)
+    cloud_usd_per_gpu_hour: Optional[float] = Field(default=None, gt=0)
     source: str
 
     @model_validator(mode="after")
@@ -92,6 +98,11 @@ class System(_Entry):
     def _check(self):
         if self.nvlink_domain_gpus % self.gpus_per_node:
             raise ValueError("nvlink_domain_gpus must be a multiple of gpus_per_node")
+        if self.su_nodes % (self.nvlink_domain_gpus // self.gpus_per_node):
+            raise ValueError("su_nodes must hold whole NVLink domains (a multiple of "
+                             "nvlink_domain_gpus / gpus_per_node)")
+        if self.node_overhead_w >= self.node_max_w:
+            raise ValueError("node_overhead_w must be below node_max_w")
         return self
 
     @property
@@ -179,24 +190,29 @@ def _build(cls, name: str, entry, base, where: str):
     if not isinstance(entry, dict):
         raise InputError(f"entry {name!r} must be a mapping of fields", where, "write name: {field: value, ...}")
     values = base.model_dump() if base is not None else {}
-    values.update(entry)
+    for key, value in entry.items():
+        # a mapping field (tflops) is merged key by key, so that overriding
+        # one precision keeps the others
+        if isinstance(value, dict) and isinstance(values.get(key), dict):
+            value = {**values[key], **value}
+        values[key] = value
     values["name"] = name
     try:
         return cls(**values)
     except ValidationError as exc:
-        raise InputError(*_pydantic_message(exc, where)) from None
+        raise _pydantic_error(exc, cls, where) from None
 
 
-def _pydantic_message(exc: ValidationError, where: str) -> tuple[str, str, str]:
-    """(what, where, fix) for the first problem pydantic found."""
+def _pydantic_error(exc: ValidationError, cls, where: str) -> InputError:
+    """One InputError for the first problem pydantic found."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ()))
+    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "[key]")
     place = f"{where}.{loc}" if loc else where
     if err["type"] == "missing":
-        return (f"missing field {loc!r}", where, f"add '{loc}:'")
+        return InputError(f"missing field {loc!r}", where, f"add '{loc}:'")
     if err["type"] == "extra_forbidden":
-        return (f"unknown field {loc!r}", where, "remove it or check its spelling")
-    return (err["msg"].removeprefix("Value error, "), place, "fix the value")
+        return unknown_name("field", loc, [f for f in cls.model_fields if f != "name"], where)
+    return InputError(err["msg"].removeprefix("Value error, "), place, "fix the value")
 
 
 

@@ -3,54 +3,63 @@ prefill and decode times, continuous batching with chunked prefill, and the
 throughput/latency a replica delivers offline or under latency SLOs.
 
 The same functions feed ``gpusim serve-estimate``, the request-level
-simulator (one call per engine iteration) and the fleet mode of the cluster
-engine (``replicas_needed``), so they are cached and cheap.
+simulator (one ``iteration_time`` call per engine iteration) and the fleet
+mode of the cluster engine (``replicas_needed``), so they are cached and cheap.
 
 API
 ---
 ServingConfig(model, gpu, system, fabric, tp=1, pp=1, ep=1, precision="fp8",
               kv_precision=None, max_batch=None, max_num_tokens=8192,
               attention_dp=False)
-replica_gpus(cfg) -> int                       tp * pp
-memory_plan(cfg) -> MemoryPlan                 InputError (need vs capacity) if weights do not fit
+replica_gpus(cfg) -> int                                  tp * pp
+memory_plan(cfg) -> MemoryPlan                            InputError (need vs capacity) if weights do not fit
 prefill_time(cfg, new_tokens, cached_context=0, seqs=1) -> s
 decode_step_time(cfg, batch, context_tokens_total) -> s
-iteration_time(cfg, prefill_tokens, prefill_context, decode_batch, decode_context_total) -> s
+iteration_time(cfg, prefill_tokens, prefill_context, decode_batch, decode_context_total, prefill_seqs=1) -> s
+iteration_breakdown(cfg, ...same...) -> dict              seconds per part (gemm, attention, communication, overhead)
 kv_transfer_time(cfg, tokens, levels) -> s
+max_batch(cfg, input_tokens, output_tokens, samples=1) -> int
 estimate(cfg, input_tokens, output_tokens, ttft_slo=None, tpot_slo=None, samples=1) -> ServingEstimate
 replicas_needed(cfg, requests_per_s, input_tokens, output_tokens, ttft_slo, tpot_slo, samples=1) -> int
-best_layout(model, gpu, system, fabric, gpus, precision, ...) -> ServingConfig   (search tp/pp/ep/attention_dp)
+layouts(model, gpu, system, gpus, ...) -> list[dict]      the tp/pp/ep/attention_dp choices for `gpus` GPUs
+best_layout(model, gpu, system, fabric, gpus, precision, input_tokens, output_tokens, ...)
+    -> (ServingConfig, ServingEstimate, replicas)         the layout with the best total throughput
 
-Model (all per GPU of the replica, SI units)
---------------------------------------------
+Model (per GPU of the replica, SI units)
+----------------------------------------
 One engine iteration runs every layer once over the iteration's tokens
-(chunked-prefill tokens plus one token per decoding sequence). Its time is
-the sum over kernel classes of a roofline (max of memory time and compute
-time) each, plus communication and a fixed per-iteration overhead:
+(chunked-prefill tokens plus one token per decoding sequence). Its time is a
+sum over kernel classes, each a roofline (the larger of its memory time and
+its compute time), plus collectives and a per-iteration overhead:
 
-- GEMMs: max(weights touched / (HBM bw x HBM_EFFICIENCY),
-  2 x active matmul params x tokens / (peak(precision) x GEMM_EFFICIENCY)).
-  For MoE the weights touched are the experts the iteration's tokens route to
-  (expected distinct experts of E when T tokens pick k each: E(1-(1-k/E)^T)).
+- Dense GEMMs (attention projections, dense MLPs, shared experts, output
+  head): max(weights / (HBM bw x HBM_EFFICIENCY),
+  2 x params x tokens / (peak(precision) x GEMM_EFFICIENCY)).
+- Routed experts (MoE): the weights read are those of the experts the
+  iteration's tokens reach (E(1-(1-k/E)^T) of E for T tokens choosing k);
+  compute at peak x GEMM_EFFICIENCY x MOE_GEMM_EFFICIENCY; with expert
+  parallelism the busiest GPU carries MOE_IMBALANCE x the mean.
 - Attention: prefill is compute (score and value products over the causal
-  context, at bf16 peak x ATTENTION_EFFICIENCY); decode reads every cached
-  token's K and V once (KV bytes / (HBM bw x ATTENTION_HBM_EFFICIENCY)).
+  context) at bf16 peak x ATTENTION_EFFICIENCY; decode reads each cached
+  token's KV once, at HBM bw x ATTENTION_HBM_EFFICIENCY.
 - Tensor parallel: two all-reduces per layer of tokens x hidden x 2 bytes
-  (hardware.collectives, NVLink, in-switch reduction where available).
-  Expert parallel: all-to-all dispatch and combine per MoE layer.
-- Pipeline parallel: the batch is split into pp micro-batches in flight; a
-  token of one sequence passes every stage (latency pp x stage time) while
-  every stage works all the time (throughput of one stage).
-- ITERATION_OVERHEAD_S: scheduling, sampling and launch time per iteration.
+  (hardware.collectives on NVLink, with in-switch reduction). Attention data
+  parallel: MoE dispatch/combine all-to-all per MoE layer; each GPU runs
+  attention for its own sequences, so a prompt chunk lands on one GPU and
+  the others wait for it (the busiest GPU sets the pace).
+- Pipeline parallel: the iteration is split into pp micro-batches that fill
+  the pipeline; each GPU reads its stage's weights once per micro-batch.
+- ITERATION_OVERHEAD_S + PER_SEQUENCE_OVERHEAD_S x sequences: scheduling,
+  sampling and launch gaps.
 
 Offline throughput (all requests queued, as trtllm-bench and MLPerf offline
 measure it) is the steady state of continuous batching: B sequences decode,
-and B/O new requests' prompts are prefilled per decode iteration in chunks of
-at most max_num_tokens. B is the largest batch the KV cache holds (each
-sequence reserves its full input + output, TensorRT-LLM's
-GUARANTEED_NO_EVICT policy) up to max_batch. With SLOs, B is the largest
-batch whose p99 TPOT (an iteration carrying a full prefill chunk) and TTFT
-(queueing plus chunked prefill) meet them.
+and B/O new prompts are prefilled per decode iteration in chunks of at most
+max_num_tokens tokens. B is the largest batch the KV cache holds (each
+sequence reserves whole blocks for its full input + output, TensorRT-LLM's
+GUARANTEED_NO_EVICT policy), up to max_batch. With SLOs, B is the largest
+batch whose TPOT and TTFT meet them, and the replica runs at
+SERVER_LOAD_MARGIN of that rate so that Poisson queues stay short.
 """
 from __future__ import annotations
 
@@ -60,7 +69,7 @@ from functools import lru_cache
 from typing import Optional, Sequence
 
 from hardware.catalog import GPU, Fabric, System
-from hardware.collectives import Level, collective_time, levels_for_group, nvlink_level
+from hardware.collectives import Level, collective_time, levels_for_group
 from workloads.errors import InputError
 from workloads.models import BYTES_PER_PARAM, ModelSpec
 
@@ -69,78 +78,118 @@ from workloads.models import BYTES_PER_PARAM, ModelSpec
 # ---------------------------------------------------------------------------
 HBM_EFFICIENCY = 0.85
 """Fraction of datasheet HBM bandwidth that weight-streaming GEMMs reach in
-decode. Measured memory-bound kernels reach ~90% of peak on H100 (STREAM-like
-copy ~3.0 of 3.35 TB/s, NVIDIA Hopper tuning guide); TensorRT-LLM low-batch
+decode. Memory-bound kernels reach ~90% of peak on H100 (copy kernels
+~3.0 of 3.35 TB/s, NVIDIA Hopper tuning guide); TensorRT-LLM low-batch
 decode GEMV/GEMM kernels are reported at 80-90%."""
 
 ATTENTION_HBM_EFFICIENCY = 0.70
-"""Fraction of HBM bandwidth decode attention reaches reading a paged KV cache
-(FlashInfer / TensorRT-LLM XQA report 70-80% of peak for long contexts; short
-pages and GQA head grouping keep it below streaming GEMMs)."""
+"""Fraction of HBM bandwidth decode attention reaches reading a paged KV
+cache (FlashInfer and TensorRT-LLM XQA report 70-80% of peak for long
+contexts; short pages and many small sequences keep it below streaming GEMMs)."""
 
-GEMM_EFFICIENCY = {"bf16": 0.70, "fp16": 0.70, "fp8": 0.62, "fp6": 0.55, "fp4": 0.55, "int8": 0.62}
-"""Fraction of dense tensor-core peak that large inference GEMMs reach per
-precision: cuBLASLt/CUTLASS BF16 GEMMs on H100 run ~700 of 989 TFLOP/s; FP8
-~1,200-1,300 of 1,979 (scaling and quantisation epilogues cost more); NVFP4 on
-B200 ~5,000 of 9,000 (CUTLASS Blackwell block-scaled GEMM benchmarks)."""
+GEMM_EFFICIENCY = {"bf16": 0.70, "fp16": 0.70, "fp8": 0.62, "fp6": 0.45, "fp4": 0.40, "int8": 0.62}
+"""Fraction of dense tensor-core peak that large inference GEMMs reach, per
+precision: cuBLASLt/CUTLASS BF16 GEMMs on H100 run ~700 of 989 TFLOP/s;
+FP8 ~1,200-1,300 of 1,979 (scaling epilogues cost more); NVFP4 on B200
+~5,000 of 9,000 (CUTLASS Blackwell block-scaled GEMM benchmarks)."""
+
+MOE_GEMM_EFFICIENCY = 0.60
+"""Grouped expert GEMMs relative to one large GEMM of the same FLOPs: many
+small per-expert problems (a few hundred rows each), token permutation and
+block-scaled FP8/FP4 quantisation of the routed activations. DeepSeek's
+DeepGEMM reports 1.0-1.2x its dense figure for large grouped shapes but
+~0.5-0.7x for the per-expert shapes of decode and short prefill; TensorRT-LLM
+MoE kernels sit in the same range."""
 
 ATTENTION_EFFICIENCY = 0.55
-"""Fraction of BF16 peak that prefill attention (FlashAttention-3 class
-kernels, causal) reaches: FA3 reports 500-740 TFLOP/s of 989 on H100 for
-head dim 128 (Shah et al. 2024), causal masking and short sequences lower."""
+"""Fraction of BF16 peak that prefill attention (FlashAttention-3 class,
+causal) reaches: FA3 reports 500-740 TFLOP/s of 989 on H100 for head dim
+128 (Shah et al. 2024); causal masking and short sequences lower it."""
 
 ITERATION_OVERHEAD_S = 1.5e-3
-"""Per engine iteration: scheduling, sampling, host-device sync and kernel
-launch gaps that CUDA graphs do not hide. TensorRT-LLM and vLLM profiles show
-1-3 ms between decode steps at large batch (vLLM v0.6 'Reducing CPU
-overhead' blog: scheduling + detokenisation were ~30-40% of a 3-10 ms step
-before being overlapped)."""
+"""Per engine iteration: scheduling, sampling, host-device synchronisation
+and launch gaps that CUDA graphs do not hide. vLLM's v0.6 performance notes
+measured 1-4 ms of CPU work per step at large batch before overlapping it;
+TensorRT-LLM's C++ executor profiles show ~1-2 ms between decode steps."""
 
 PER_SEQUENCE_OVERHEAD_S = 1.0e-6
 """Host time per sequence per iteration (batch bookkeeping, sampling
-metadata); ~1 us per request in TensorRT-LLM's C++ executor."""
+metadata, detokenisation hand-off): ~1 us per request in TensorRT-LLM's
+C++ executor."""
+
+ROOFLINE_SHARPNESS = 2.0
+"""How a kernel's memory and compute times combine: (m^p + c^p)^(1/p). A
+sharp roofline (p -> infinity, max(m, c)) overstates what GEMMs reach near
+the ridge point, where neither weight streaming nor tensor cores are fully
+busy; measured GEMM throughput against arithmetic intensity bends smoothly
+through the ridge (NVIDIA 'Matrix multiplication background' guide,
+Fig. 'performance vs. arithmetic intensity'), which p = 2 follows: at the
+ridge it takes sqrt(2) of either time, far from it the larger one."""
+
+EXPERT_SLICE_MIN_COLUMNS = 512
+"""An expert split tensor-parallel keeps expert_ffn / (tp/ep) columns per GPU;
+below ~512 columns its GEMMs cannot fill the 128-256-wide tensor-core tiles
+and wave of SMs, and throughput drops in proportion (CUTLASS grouped-GEMM
+tile shapes; why TensorRT-LLM and vLLM recommend expert parallelism for
+fine-grained MoEs such as Qwen3 and DeepSeek)."""
+
+MOE_HIDDEN_PASSES = 4
+MOE_INNER_PASSES = 6
+"""HBM passes over each routed token copy in a MoE layer, counted from the
+unfused kernels of a grouped-GEMM MoE (TensorRT-LLM / vLLM fused_moe):
+hidden-sized: permute read + write, expert-output write + un-permute read
+(4); inner-sized (expert_ffn): gate/up output write + read by the
+activation, activation output write + read by the down GEMM, both halves of
+the gated pair (6). In BF16."""
 
 MOE_IMBALANCE = 1.15
-"""Expert-parallel load imbalance: the busiest GPU's share of routed tokens
-over the mean. DeepSeek-V3 report / EPLB and TensorRT-LLM wide-EP notes put
-the max/mean expert load at 1.1-1.3 without redundant experts."""
+"""Expert parallelism: routed tokens on the busiest GPU over the mean.
+DeepSeek-V3's EPLB notes and TensorRT-LLM's wide-EP study report max/mean
+expert loads of 1.1-1.3 without redundant experts on 8-32 GPUs."""
 
 MEMORY_FRACTION = 0.90
-"""Fraction of free GPU memory (after weights and workspace) given to the KV
-cache: TensorRT-LLM's default kv_cache_free_gpu_mem_fraction = 0.9 (vLLM's
-gpu_memory_utilization defaults to 0.9 too)."""
+"""Fraction of the memory left after weights and workspace that becomes KV
+cache: TensorRT-LLM's kv_cache_free_gpu_mem_fraction default (0.9); vLLM's
+gpu_memory_utilization also defaults to 0.9."""
 
 RUNTIME_RESERVED_BYTES = 2.0 * 2**30
 """CUDA context, cuBLAS/NCCL workspaces and allocator slack per GPU (~1.5-3
-GiB as seen in nvidia-smi for an idle TensorRT-LLM engine)."""
+GiB in nvidia-smi for an idle TensorRT-LLM or vLLM engine)."""
 
 EMBEDDING_PRECISION = "bf16"
-"""Quantised checkpoints (NVIDIA ModelOpt FP8/NVFP4) keep the embedding and
-output head in BF16."""
+"""Quantised checkpoints (NVIDIA ModelOpt FP8/NVFP4) keep the embedding,
+the output head and the MoE router in BF16."""
 
 KV_BLOCK_TOKENS = 32
 """Tokens per paged KV-cache block (TensorRT-LLM tokens_per_block default);
 a sequence reserves whole blocks."""
 
 DEFAULT_MAX_BATCH = 2048
-"""Runtime max batch when none is given (TensorRT-LLM BuildConfig default
-max_batch_size = 2048)."""
+"""Runtime max batch per attention group when none is given (TensorRT-LLM
+BuildConfig default max_batch_size = 2048). With attention data parallelism
+each GPU schedules its own batch of up to this many sequences."""
 
 ACTIVATION_BYTES = 2.0
-"""Activations and all-reduce payloads travel in BF16."""
+"""Activations, all-reduce and MoE-combine payloads travel in BF16."""
+
+DISPATCH_BYTES = {"fp8": 1.0, "fp4": 0.5625, "fp6": 0.75}
+"""MoE dispatch sends activations already quantised for the expert GEMMs
+(FP8/NVFP4 dispatch in DeepEP and TensorRT-LLM); other precisions send BF16."""
 
 PREFILL_ATTENTION_PRECISION = "bf16"
-"""Prefill attention runs on BF16 tensor cores (FP8 context FMHA is optional)."""
+"""Prefill attention runs on BF16 tensor cores (FP8 context attention is
+optional and not assumed)."""
 
 SERVER_LOAD_MARGIN = 0.90
-"""Under latency SLOs with Poisson arrivals the offered load must stay below
-the saturated rate so that queues do not grow: the p99 TTFT is met at ~90%
-of the batch's service rate (M/D/c queues with c in the hundreds wait little
-below ~90% load)."""
+"""Under latency SLOs with Poisson arrivals a replica must run below its
+saturated rate so that queues, and with them p99 TTFT, stay bounded: ~90%.
+MLPerf server/offline ratios of the same systems are 0.88-0.95 (Llama 2
+70B, v4.1: H100 21,606/24,525, H200 29,228/31,303)."""
 
-_KV_DEFAULT = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp6": "fp8", "fp4": "fp8", "fp32": "bf16", "tf32": "bf16"}
-"""KV-cache precision when none is given: FP8 for FP8/FP4 checkpoints (ModelOpt
-quantises the KV cache to FP8), otherwise the weights' precision."""
+_KV_DEFAULT = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp6": "fp8", "fp4": "fp8"}
+"""KV-cache precision when none is given: FP8 for FP8/FP4 checkpoints
+(ModelOpt quantises the KV cache to FP8 with the weights), otherwise the
+weights' precision."""
 
 SERVING_PRECISIONS = ("bf16", "fp16", "fp8", "fp6", "fp4", "int8")
 
@@ -153,10 +202,11 @@ class ServingConfig:
     """One serving replica: a model on tp x pp GPUs of one kind.
 
     ep divides tp: MoE experts are spread over ep GPUs and each expert is
-    tensor-split over tp/ep. attention_dp runs attention data-parallel over
-    the tp GPUs (each GPU keeps whole attention weights and its own
-    sequences' KV cache) while the MLP/experts stay split.
-    max_num_tokens is the chunked-prefill token budget of one iteration.
+    tensor-split tp/ep ways. attention_dp runs attention data-parallel over
+    the tp GPUs (each keeps whole attention weights and its own sequences'
+    KV cache) while MLPs stay tensor-split and experts expert-parallel.
+    max_num_tokens is the chunked-prefill token budget of one iteration (per
+    attention group). max_batch caps the sequences of one attention group.
     """
     model: ModelSpec
     gpu: GPU
@@ -174,43 +224,61 @@ class ServingConfig:
     def __post_init__(self):
         for name in ("tp", "pp", "ep", "max_num_tokens"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise InputError(f"{name} must be a whole number >= 1, got {v!r}", name, f"give --{name.replace('_', '-')} 1 or more")
-        if self.max_batch is not None and (not isinstance(self.max_batch, int) or self.max_batch < 1):
-            raise InputError(f"max_batch must be a whole number >= 1, got {self.max_batch!r}", "max_batch", "give --max-batch 1 or more")
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{name} must be a whole number >= 1, got {v!r}", name,
+                                 f"give --{name.replace('_', '-')} 1 or more")
+        if self.max_batch is not None and (isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int)
+                                           or self.max_batch < 1):
+            raise InputError(f"max_batch must be a whole number >= 1, got {self.max_batch!r}", "max_batch",
+                             "give --max-batch 1 or more")
         if self.precision not in SERVING_PRECISIONS:
-            raise InputError(f"unknown serving precision {self.precision!r}", "precision", "use one of " + ", ".join(SERVING_PRECISIONS))
+            raise InputError(f"unknown serving precision {self.precision!r}", "precision",
+                             "use one of " + ", ".join(SERVING_PRECISIONS))
         if self.kv_precision is not None and self.kv_precision not in SERVING_PRECISIONS:
-            raise InputError(f"unknown KV-cache precision {self.kv_precision!r}", "kv_precision", "use one of " + ", ".join(SERVING_PRECISIONS))
+            raise InputError(f"unknown KV-cache precision {self.kv_precision!r}", "kv_precision",
+                             "use one of " + ", ".join(SERVING_PRECISIONS))
         if self.tp % self.ep:
             raise InputError(f"ep ({self.ep}) must divide tp ({self.tp})", "ep",
-                             "experts are spread over ep of the tp GPUs; pick ep among the divisors of tp")
+                             "experts spread over ep of the tp GPUs; pick ep among the divisors of tp")
         if self.ep > 1 and not self.model.is_moe:
-            raise InputError(f"model {self.model.name!r} has no experts, ep must be 1", "ep", "drop --ep or pick a MoE model")
+            raise InputError(f"model {self.model.name!r} has no experts, so ep must be 1", "ep",
+                             "drop --ep or pick a mixture-of-experts model")
         if self.ep > 1 and self.model.experts % self.ep:
-            raise InputError(f"ep ({self.ep}) must divide the {self.model.experts} experts of {self.model.name!r}", "ep",
-                             "pick ep among the divisors of the expert count")
+            raise InputError(f"ep ({self.ep}) must divide the {self.model.experts} experts of {self.model.name!r}",
+                             "ep", "pick ep among the divisors of the expert count")
+        if self.attention_dp and self.tp == 1:
+            raise InputError("attention data parallelism needs tp > 1", "attention_dp",
+                             "give --tp 2 or more, or drop --attention-dp")
         if self.pp > self.model.layers:
-            raise InputError(f"pp ({self.pp}) exceeds the model's {self.model.layers} layers", "pp", "use fewer pipeline stages")
+            raise InputError(f"pp ({self.pp}) exceeds the {self.model.layers} layers of {self.model.name!r}", "pp",
+                             "use fewer pipeline stages")
         if self.tp > self.system.nvlink_domain_gpus:
-            raise InputError(f"tp ({self.tp}) exceeds the NVLink domain of {self.system.name} ({self.system.nvlink_domain_gpus} GPUs)",
-                             "tp", "keep tensor parallelism inside one NVLink domain; use pp across domains")
-        self.gpu.peak_flops(self.precision)  # InputError if the GPU lacks it
+            raise InputError(f"tp ({self.tp}) exceeds the NVLink domain of {self.system.name} "
+                             f"({self.system.nvlink_domain_gpus} GPUs)", "tp",
+                             "keep tensor parallelism inside one NVLink domain; add pipeline stages (--pp) instead")
+        self.gpu.peak_flops(self.precision)  # InputError if the GPU has no such tensor cores
 
     def __hash__(self):
         return hash(_key(self))
 
     @property
     def kv_prec(self) -> str:
+        """The KV cache's precision (the explicit one or the default)."""
         return self.kv_precision or _KV_DEFAULT[self.precision]
+
+    @property
+    def groups(self) -> int:
+        """Attention groups: GPUs that each run their own batch of sequences."""
+        return self.tp if self.attention_dp else 1
 
 
 def _key(cfg: ServingConfig) -> tuple:
     g, m = cfg.gpu, cfg.model
-    return (m.name, m.layers, m.hidden, m.heads, m.kv, m.ffn, m.experts, m.vocab, m.kv_lora_rank,
-            g.name, g.hbm_gib, g.hbm_tbps, g.nvlink_gbps_bidir, tuple(sorted(g.tflops.items())),
+    return (m.name, m.layers, m.hidden, m.heads, m.kv, m.hd, m.ffn, m.experts, m.active_experts, m.vocab,
+            m.kv_lora_rank, g.name, g.hbm_gib, g.hbm_tbps, g.nvlink_gbps_bidir, tuple(sorted(g.tflops.items())),
             cfg.system.name, cfg.system.nvlink_domain_gpus, cfg.fabric.name,
-            cfg.tp, cfg.pp, cfg.ep, cfg.precision, cfg.kv_precision, cfg.max_batch, cfg.max_num_tokens, cfg.attention_dp)
+            cfg.tp, cfg.pp, cfg.ep, cfg.precision, cfg.kv_precision, cfg.max_batch, cfg.max_num_tokens,
+            cfg.attention_dp)
 
 
 @dataclass(frozen=True)
@@ -219,26 +287,27 @@ class MemoryPlan:
     weights_bytes_per_gpu: float
     activation_bytes_per_gpu: float
     reserved_bytes_per_gpu: float
-    kv_bytes_per_token: float          # whole replica, all copies
+    kv_bytes_per_token: float          # whole replica, all copies of one token's KV
     kv_capacity_tokens: int            # whole replica
-    kv_cache_bytes: float              # whole replica, the KV pool
+    kv_cache_bytes: float              # whole replica: the KV pool
     memory_per_gpu_bytes: float        # weights + workspace + KV pool, per GPU
     capacity_per_gpu_bytes: float
 
 
 @dataclass(frozen=True)
 class ServingEstimate:
+    """What one replica delivers on uniform requests."""
     output_tokens_per_s: float         # whole replica
     requests_per_s: float
     ttft_s: float
     tpot_s: float
-    batch_size: int
+    batch_size: int                    # decoding sequences in steady state
     kv_cache_bytes: float              # KV in use at that batch, whole replica
     memory_per_gpu_bytes: float
     e2e_latency_s: float = 0.0
     input_tokens_per_s: float = 0.0
     iteration_s: float = 0.0
-    limited_by: str = ""
+    limited_by: str = ""               # kv_cache | max_batch | slo
     breakdown: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -260,37 +329,45 @@ def _bytes(precision: str) -> float:
     return BYTES_PER_PARAM[precision]
 
 
+@dataclass(frozen=True)
+class _Weights:
+    """Per-GPU weight bytes by class (the most loaded stage)."""
+    attention: float   # attention projections (replicated under attention DP)
+    dense: float       # dense MLPs and shared experts (tensor-split)
+    experts: float     # routed experts, all of this GPU's
+    head: float        # embedding / output head (+ router)
+
+    @property
+    def total(self) -> float:
+        return self.attention + self.dense + self.experts + self.head
+
+
 @lru_cache(maxsize=4096)
-def _weights(cfg: ServingConfig) -> tuple[float, float, float]:
-    """(non-expert bytes per GPU, expert bytes per GPU, embedding+head bytes per GPU)."""
+def _weights(cfg: ServingConfig) -> _Weights:
     m = cfg.model
     b = _bytes(cfg.precision)
     eb = _bytes(EMBEDDING_PRECISION)
-    dense_layers = m.layers - m.moe_layers
-    attn = m.layers * m.attn_params * b
-    dense_mlp = dense_layers * m.dense_mlp_params * b
-    router = m.moe_layers * m.hidden * m.experts * eb
-    shared = m.moe_layers * m.shared_experts * m.expert_params * b
-    experts = m.moe_layers * m.experts * m.expert_params * b
-    embed = m.embedding_params * eb
     tp, pp = cfg.tp, cfg.pp
-    attn_split = 1 if cfg.attention_dp else tp
-    # MLP parts are tensor-split over tp (dense layers with attention DP stay replicated too)
-    mlp_split = 1 if cfg.attention_dp else tp
-    non_expert = (attn / attn_split + (dense_mlp + shared) / mlp_split + router) / pp
-    expert = experts / tp / pp          # E/ep experts, each split tp/ep ways
-    head = embed / (1 if cfg.attention_dp else tp) / pp if pp == 1 else embed / 2 / (1 if cfg.attention_dp else tp)
-    return non_expert, expert, head
+    dense_layers = m.layers - m.moe_layers
+    attention = m.layers * m.attn_params * b / (1 if cfg.attention_dp else tp) / pp
+    dense = (dense_layers * m.dense_mlp_params + m.moe_layers * m.shared_experts * m.expert_params) * b / tp / pp
+    experts = m.moe_layers * m.experts * m.expert_params * b / tp / pp   # E/ep experts, each split tp/ep ways
+    router = m.moe_layers * m.hidden * m.experts * eb / pp
+    # input embedding on the first stage, output head on the last; the
+    # output head is vocab-split over tp (replicated under attention DP)
+    embed = m.embedding_params * eb / (1 if cfg.attention_dp else tp)
+    head = (embed / 2 if pp > 1 and not m.tied_embeddings else embed) + router
+    return _Weights(attention, dense, experts, head)
 
 
 def _kv_replication(cfg: ServingConfig) -> float:
-    """How many copies of each token's KV the replica keeps."""
+    """Copies of each token's KV that the replica keeps."""
     m = cfg.model
     if cfg.attention_dp:
         return 1.0
     if m.is_mla:
-        return float(cfg.tp)            # the latent is not split across heads
-    return cfg.tp / min(cfg.tp, m.kv)   # GQA: KV heads replicate when tp > kv_heads
+        return float(cfg.tp)            # the compressed latent is not split across heads
+    return cfg.tp / min(cfg.tp, m.kv)   # GQA: KV heads are replicated when tp > kv_heads
 
 
 def _activation_bytes(cfg: ServingConfig) -> float:
@@ -298,7 +375,7 @@ def _activation_bytes(cfg: ServingConfig) -> float:
     m = cfg.model
     t = cfg.max_num_tokens
     split = 1 if cfg.attention_dp else cfg.tp
-    inner = max(m.ffn, m.efn * max(1, m.active_experts)) / split
+    inner = max(m.ffn if m.moe_layers < m.layers else 0, m.efn * max(1, m.active_experts + m.shared_experts)) / cfg.tp
     qkv = (m.heads + 2 * m.kv) * m.attn_qk_dim / split
     per_token = (4 * m.hidden + 2 * inner + qkv) * ACTIVATION_BYTES
     logits = min(t, cfg.max_batch or DEFAULT_MAX_BATCH) * m.vocab * 4.0 / split
@@ -307,8 +384,9 @@ def _activation_bytes(cfg: ServingConfig) -> float:
 
 @lru_cache(maxsize=4096)
 def memory_plan(cfg: ServingConfig) -> MemoryPlan:
-    non_expert, expert, head = _weights(cfg)
-    weights = non_expert + expert + head
+    """Weights, workspace and KV pool of the replica; InputError with need
+    vs capacity when the weights and workspace do not fit a GPU."""
+    weights = _weights(cfg).total
     act = _activation_bytes(cfg)
     cap = cfg.gpu.hbm_bytes
     need = weights + act + RUNTIME_RESERVED_BYTES
@@ -319,173 +397,238 @@ def memory_plan(cfg: ServingConfig) -> MemoryPlan:
             f"(weights {weights / gib:.1f} + workspace {(act + RUNTIME_RESERVED_BYTES) / gib:.1f}) "
             f"but a {cfg.gpu.name} has {cap / gib:.1f} GiB",
             f"tp={cfg.tp} pp={cfg.pp} ep={cfg.ep}",
-            "use more GPUs per replica (--tp/--pp), a lower --precision, or a larger GPU")
+            "use more GPUs per replica (--tp/--pp), a lower --precision, or a GPU with more memory")
     free = (cap - need) * MEMORY_FRACTION
     gpus = replica_gpus(cfg)
     kv_tok = cfg.model.kv_bytes_per_token(_bytes(cfg.kv_prec)) * _kv_replication(cfg)
     capacity = int(free * gpus / kv_tok)
-    return MemoryPlan(weights, act, RUNTIME_RESERVED_BYTES, kv_tok, capacity, free * gpus,
-                      need + free, cap)
+    return MemoryPlan(weights, act, RUNTIME_RESERVED_BYTES, kv_tok, capacity, free * gpus, need + free, cap)
 
 
 # ---------------------------------------------------------------------------
 # Time of one iteration
 # ---------------------------------------------------------------------------
 @lru_cache(maxsize=4096)
-def _nvlink_levels(cfg: ServingConfig, group: int) -> tuple[Level, ...]:
+def _levels(cfg: ServingConfig, group: int, stride: int = 1) -> tuple[Level, ...]:
     if group <= 1:
         return ()
-    return tuple(levels_for_group(cfg.system, cfg.fabric, cfg.gpu, group))
+    return tuple(levels_for_group(cfg.system, cfg.fabric, cfg.gpu, group, stride=stride))
 
 
 def _comm_time(cfg: ServingConfig, tokens: float) -> float:
-    """Per-layer collectives of one iteration, all layers of one stage."""
+    """Collectives of one micro-batch of `tokens` tokens through one stage."""
     m = cfg.model
+    if cfg.tp <= 1:
+        return 0.0
     layers = m.layers / cfg.pp
-    t = 0.0
-    if cfg.tp > 1 and not cfg.attention_dp:
-        lv = _nvlink_levels(cfg, cfg.tp)
-        msg = tokens * m.hidden * ACTIVATION_BYTES
-        t += 2 * layers * collective_time("all_reduce", msg, lv, in_network=True)
-    if cfg.attention_dp and cfg.tp > 1:
-        # each GPU holds tokens/tp of the iteration's tokens; MoE layers
-        # dispatch (fp8) and combine (bf16) them to the experts' GPUs;
-        # dense layers all-gather / reduce-scatter.
-        lv = _nvlink_levels(cfg, cfg.tp)
-        local = tokens / cfg.tp
-        moe_layers = m.moe_layers / cfg.pp
-        dense = layers - moe_layers
-        k = max(1, m.active_experts)
-        disp = local * k * m.hidden * 1.0
-        comb = local * k * m.hidden * ACTIVATION_BYTES
-        t += moe_layers * (collective_time("all_to_all", disp, lv) + collective_time("all_to_all", comb, lv))
-        msg = tokens * m.hidden * ACTIVATION_BYTES
-        t += dense * 2 * collective_time("all_reduce", msg, lv, in_network=True)
-    elif cfg.ep > 1:
-        lv = _nvlink_levels(cfg, cfg.tp)
-        k = max(1, m.active_experts)
-        disp = tokens / cfg.tp * k * m.hidden * ACTIVATION_BYTES
-        t += m.moe_layers / cfg.pp * 2 * collective_time("all_to_all", disp, lv)
+    moe_layers = m.moe_layers / cfg.pp
+    dense_layers = layers - moe_layers
+    lv = _levels(cfg, cfg.tp)
+    act = tokens * m.hidden * ACTIVATION_BYTES
+    if not cfg.attention_dp:
+        # attention output and MLP output all-reduced in every layer
+        t = 2 * layers * collective_time("all_reduce", act, lv, in_network=True)
+        if cfg.ep > 1:
+            # experts over ep GPUs: tokens move to their experts and back
+            k = max(1, m.active_experts)
+            per_gpu = tokens / cfg.tp * k * m.hidden
+            disp = per_gpu * DISPATCH_BYTES.get(cfg.precision, ACTIVATION_BYTES)
+            t += moe_layers * (collective_time("all_to_all", disp, lv)
+                               + collective_time("all_to_all", per_gpu * ACTIVATION_BYTES, lv))
+        return t
+    # attention data parallel: each GPU holds tokens/tp; dense MLPs gather
+    # the tokens and scatter the results; MoE layers dispatch and combine.
+    local = tokens / cfg.tp
+    t = dense_layers * (collective_time("all_gather", act, lv) + collective_time("reduce_scatter", act, lv))
+    if m.is_moe:
+        # every GPU gathers all tokens (quantised) for its experts and the
+        # partial outputs are reduce-scattered back (BF16)
+        disp = tokens * m.hidden * DISPATCH_BYTES.get(cfg.precision, ACTIVATION_BYTES)
+        t += moe_layers * (collective_time("all_gather", disp, lv) + collective_time("reduce_scatter", act, lv))
     return t
 
 
+def _roof(memory_s: float, compute_s: float) -> float:
+    """Kernel time from its memory and compute times (see ROOFLINE_SHARPNESS)."""
+    p = ROOFLINE_SHARPNESS
+    return (memory_s ** p + compute_s ** p) ** (1.0 / p)
+
+
 def _expert_fraction(m: ModelSpec, tokens: float) -> float:
-    """Expected fraction of a layer's routed experts that `tokens` tokens touch."""
-    if not m.is_moe or tokens <= 0:
-        return 0.0 if tokens <= 0 else 1.0
+    """Expected fraction of a layer's routed experts that `tokens` tokens reach."""
+    if tokens <= 0:
+        return 0.0
+    if not m.is_moe:
+        return 1.0
     return 1.0 - (1.0 - m.active_experts / m.experts) ** tokens
 
 
-def _stage_time(cfg: ServingConfig, prefill_tokens: float, prefill_attn_ctx: float, decode_seqs: float,
-                decode_kv_tokens: float, logit_tokens: float) -> tuple[float, dict]:
-    """Time of one pipeline stage over one micro-batch: GEMMs, attention,
-    collectives (no overhead). Tokens are whole-replica counts for this
-    micro-batch; prefill_attn_ctx is the sum over prefill tokens of the
-    context each attends to."""
+def _stage(cfg: ServingConfig, prefill_tokens: float, prefill_attn_ctx: float, decode_seqs: float,
+           decode_kv_tokens: float, logit_tokens: float, busiest_prefill: float) -> dict:
+    """Seconds per part for one micro-batch through one pipeline stage.
+
+    Token counts are for the micro-batch over the whole tensor-parallel
+    group; prefill_attn_ctx is the sum over prefill tokens of the context
+    each attends to; busiest_prefill is the prefill tokens of the busiest
+    attention group (attention DP)."""
     m = cfg.model
     gpu = cfg.gpu
     tp, pp = cfg.tp, cfg.pp
     tokens = prefill_tokens + decode_seqs
     hbm = gpu.hbm_bw_Bps
     peak = gpu.peak_flops(cfg.precision) * GEMM_EFFICIENCY[cfg.precision]
-    non_expert, expert, head = _weights(cfg)
-    # --- GEMMs: per GPU
-    dense_flops_tok = 2.0 * (m.params_matmul_active - m.vocab * m.hidden * (0 if m.tied_embeddings else 1))
-    if m.is_moe:
-        routed = m.moe_layers * m.active_experts * m.expert_params * 2.0
-        dense_flops_tok -= routed
-    else:
-        routed = 0.0
-    split = tp  # with attention DP each GPU does 1/tp of the tokens; otherwise 1/tp of each GEMM
-    gemm_flops = (tokens * dense_flops_tok + tokens * routed * MOE_IMBALANCE) / split / pp
-    gemm_flops += logit_tokens * 2.0 * m.vocab * m.hidden / (1 if cfg.attention_dp else tp) / (pp if pp == 1 else 1)
+    w = _weights(cfg)
+    layers = m.layers / pp
+    # tokens each GPU's attention-side work sees
     if cfg.attention_dp:
-        # the experts' GPUs see every routed token: per GPU tokens x k / (E) x (E/ep) experts, split tp/ep
-        w_bytes = non_expert + head + expert * _expert_fraction(m, tokens)
+        attn_tokens = max(tokens / tp, busiest_prefill + decode_seqs / tp)
+        attn_share = attn_tokens / max(tokens, 1e-30)   # fraction of the whole attention work on the busiest GPU
     else:
-        w_bytes = non_expert + head + expert * _expert_fraction(m, tokens)
-    gemm_mem = w_bytes / (hbm * HBM_EFFICIENCY)
-    gemm_cmp = gemm_flops / peak
-    gemm = max(gemm_mem, gemm_cmp)
+        attn_tokens = tokens / tp
+        attn_share = 1.0 / tp
+    # --- dense GEMMs (attention projections, dense MLPs, shared experts, head)
+    attn_proj_flops = 2.0 * layers * m.attn_params * attn_tokens
+    dense_mlp = (m.layers - m.moe_layers) * m.dense_mlp_params + m.moe_layers * m.shared_experts * m.expert_params
+    dense_flops = 2.0 * dense_mlp / pp * tokens / tp
+    head_flops = 2.0 * m.vocab * m.hidden * logit_tokens * (attn_share if cfg.attention_dp else 1.0 / tp) / pp
+    dense_cmp = (attn_proj_flops + dense_flops + head_flops) / peak
+    dense_mem = (w.attention + w.dense + w.head) / (hbm * HBM_EFFICIENCY)
+    dense = _roof(dense_mem, dense_cmp) if tokens > 0 else 0.0
+    # --- routed experts
+    moe = moe_cmp = moe_mem = 0.0
+    if m.is_moe and tokens > 0:
+        routed = 2.0 * m.moe_layers / pp * m.active_experts * m.expert_params * tokens / tp
+        routed *= MOE_IMBALANCE if (cfg.ep > 1) else 1.0
+        # experts tensor-split tp/ep ways leave thin GEMMs that fill few tiles
+        slice_cols = m.efn / (tp // cfg.ep)
+        narrow = min(1.0, slice_cols / EXPERT_SLICE_MIN_COLUMNS)
+        moe_cmp = routed / (peak * MOE_GEMM_EFFICIENCY * narrow)
+        moe_mem = w.experts * _expert_fraction(m, tokens) / (hbm * HBM_EFFICIENCY * MOE_GEMM_EFFICIENCY)
+        # token permutation, activation and un-permutation kernels stream every
+        # routed copy of a token through HBM (not fused into the GEMMs)
+        copies = m.moe_layers / pp * m.active_experts * tokens / tp * (MOE_IMBALANCE if cfg.ep > 1 else 1.0)
+        moe_act = copies * (m.hidden * MOE_HIDDEN_PASSES + m.efn * MOE_INNER_PASSES) * ACTIVATION_BYTES / (
+            hbm * HBM_EFFICIENCY)
+        moe = _roof(moe_mem, moe_cmp) + moe_act
     # --- attention
-    attn_split = tp
-    kv_bytes = decode_kv_tokens * cfg.model.kv_bytes_per_token(_bytes(cfg.kv_prec)) * _kv_replication(cfg) / tp / pp
-    attn_flops_dec = m.attention_flops_per_token(1.0) * decode_kv_tokens / attn_split / pp
-    attn_flops_pre = m.attention_flops_per_token(1.0) * prefill_attn_ctx / attn_split / pp
-    bf16 = gpu.peak_flops(PREFILL_ATTENTION_PRECISION if PREFILL_ATTENTION_PRECISION in gpu.tflops else "bf16")
-    attn_dec = max(kv_bytes / (hbm * ATTENTION_HBM_EFFICIENCY), attn_flops_dec / (bf16 * ATTENTION_EFFICIENCY))
-    attn_pre = attn_flops_pre / (bf16 * ATTENTION_EFFICIENCY)
+    # decoding sequences spread evenly over the attention groups
+    kv_share = 1.0 / tp
+    kv_bytes = decode_kv_tokens * m.kv_bytes_per_token(_bytes(cfg.kv_prec)) / pp * _kv_replication(cfg) * kv_share
+    bf16 = gpu.peak_flops(PREFILL_ATTENTION_PRECISION)
+    attn_unit = m.attention_flops_per_token(1.0) / pp   # FLOPs per (query token x context token)
+    attn_dec = _roof(kv_bytes / (hbm * ATTENTION_HBM_EFFICIENCY),
+                     attn_unit * decode_kv_tokens * kv_share / (bf16 * ATTENTION_EFFICIENCY))
+    pre_share = (busiest_prefill / prefill_tokens if (cfg.attention_dp and prefill_tokens > 0) else 1.0 / tp)
+    attn_pre = attn_unit * prefill_attn_ctx * pre_share / (bf16 * ATTENTION_EFFICIENCY)
     comm = _comm_time(cfg, tokens)
-    total = gemm + attn_dec + attn_pre + comm
-    return total, {"gemm_s": gemm, "gemm_memory_s": gemm_mem, "gemm_compute_s": gemm_cmp,
-                   "attention_decode_s": attn_dec, "attention_prefill_s": attn_pre, "communication_s": comm}
+    return {"dense_gemm_s": dense, "dense_gemm_compute_s": dense_cmp, "dense_gemm_memory_s": dense_mem,
+            "moe_gemm_s": moe, "moe_gemm_compute_s": moe_cmp, "moe_gemm_memory_s": moe_mem,
+            "attention_decode_s": attn_dec, "attention_prefill_s": attn_pre, "communication_s": comm}
 
 
+_PARTS = ("dense_gemm_s", "moe_gemm_s", "attention_decode_s", "attention_prefill_s", "communication_s")
+
+
+@lru_cache(maxsize=65536)
 def _iteration(cfg: ServingConfig, prefill_tokens: float, prefill_attn_ctx: float, decode_seqs: float,
-               decode_kv_tokens: float, prefill_seqs: float) -> tuple[float, float, dict]:
-    """(iteration time, time one token takes through all stages, breakdown).
-
-    With pp > 1 the iteration's work is split into pp micro-batches that
-    fill the pipeline: every stage processes each micro-batch once."""
+               decode_kv_tokens: float, prefill_seqs: float, chunk: float) -> tuple[float, tuple]:
+    """(iteration seconds, breakdown items). `chunk` is the largest piece of
+    prefill that must run on one attention group (one prompt's chunk)."""
     pp = cfg.pp
-    logits = decode_seqs + prefill_seqs
     mb = 1.0 / pp
-    stage, parts = _stage_time(cfg, prefill_tokens * mb, prefill_attn_ctx * mb, decode_seqs * mb,
-                               decode_kv_tokens * mb, logits * mb)
+    busiest = 0.0
+    if cfg.attention_dp and prefill_tokens > 0:
+        # prompts are not split across attention groups: the busiest GPU
+        # carries at least one whole chunk when there are fewer chunks than GPUs
+        busiest = max(prefill_tokens / cfg.tp, min(prefill_tokens, chunk))
+    logits = decode_seqs + prefill_seqs
+    parts = _stage(cfg, prefill_tokens * mb, prefill_attn_ctx * mb, decode_seqs * mb, decode_kv_tokens * mb,
+                   logits * mb, busiest * mb)
+    stage = sum(parts[k] for k in _PARTS)
     p2p = 0.0
     if pp > 1:
-        msg = (prefill_tokens + decode_seqs) * mb * cfg.model.hidden * ACTIVATION_BYTES
-        lv = levels_for_group(cfg.system, cfg.fabric, cfg.gpu, pp, stride=cfg.tp)
+        msg = (prefill_tokens + decode_seqs) * mb * cfg.model.hidden * ACTIVATION_BYTES / cfg.tp
+        lv = _levels(cfg, pp, cfg.tp)
         p2p = collective_time("send_recv", msg, lv) if lv else 0.0
-    overhead = ITERATION_OVERHEAD_S + PER_SEQUENCE_OVERHEAD_S * (decode_seqs + prefill_seqs)
-    # pp micro-batches pass pp stages: pp stage-times of work per stage
+    overhead = ITERATION_OVERHEAD_S + PER_SEQUENCE_OVERHEAD_S * (decode_seqs + prefill_seqs) / cfg.groups
+    # pp micro-batches each pass pp stages: every stage works pp times per iteration
     it = pp * (stage + p2p) + overhead
-    parts = {k: v * pp for k, v in parts.items()}
-    parts["pipeline_s"] = pp * p2p
-    parts["overhead_s"] = overhead
-    return it, it, parts
+    out = {k: v * pp for k, v in parts.items()}
+    out["pipeline_s"] = pp * p2p
+    out["overhead_s"] = overhead
+    return it, tuple(out.items())
+
+
+def _check_counts(**counts):
+    for name, v in counts.items():
+        if v is None or v < 0 or v != v:
+            raise InputError(f"{name} must be >= 0, got {v!r}", name, "give a token or sequence count >= 0")
 
 
 def prefill_time(cfg: ServingConfig, new_tokens: int, cached_context: int = 0, seqs: int = 1) -> float:
     """Seconds to prefill `new_tokens` (spread evenly over `seqs` sequences,
-    each with `cached_context` tokens already in the KV cache), alone."""
+    each with `cached_context` tokens already in the KV cache), in one
+    iteration with nothing else."""
+    _check_counts(new_tokens=new_tokens, cached_context=cached_context, seqs=seqs)
     if new_tokens <= 0:
         return 0.0
-    seqs = max(1, seqs)
+    seqs = max(1, int(seqs))
     n = new_tokens / seqs
     ctx = seqs * (n * cached_context + n * (n + 1) / 2.0)
-    return _iteration(cfg, float(new_tokens), ctx, 0.0, 0.0, float(seqs))[0]
+    return _iteration(cfg, float(new_tokens), float(ctx), 0.0, 0.0, float(seqs), float(n))[0]
 
 
 def decode_step_time(cfg: ServingConfig, batch: int, context_tokens_total: int) -> float:
     """One decode iteration for `batch` sequences holding
     `context_tokens_total` tokens of KV in all."""
+    _check_counts(batch=batch, context_tokens_total=context_tokens_total)
     if batch <= 0:
         return 0.0
-    return _iteration(cfg, 0.0, 0.0, float(batch), float(context_tokens_total), 0.0)[0]
+    return _iteration(cfg, 0.0, 0.0, float(batch), float(context_tokens_total), 0.0, 0.0)[0]
+
+
+def _mixed_args(prefill_tokens, prefill_context, decode_batch, decode_context_total, prefill_seqs):
+    _check_counts(prefill_tokens=prefill_tokens, prefill_context=prefill_context, decode_batch=decode_batch,
+                  decode_context_total=decode_context_total, prefill_seqs=prefill_seqs)
+    seqs = float(max(1, prefill_seqs)) if prefill_tokens > 0 else 0.0
+    chunk = float(prefill_tokens) / seqs if seqs else 0.0
+    return (float(prefill_tokens), float(prefill_tokens) * float(prefill_context), float(decode_batch),
+            float(decode_context_total), seqs, chunk)
 
 
 def iteration_time(cfg: ServingConfig, prefill_tokens: int, prefill_context: int, decode_batch: int,
-                   decode_context_total: int) -> float:
+                   decode_context_total: int, prefill_seqs: int = 1) -> float:
     """One continuous-batching iteration: `prefill_tokens` chunked-prefill
-    tokens attending on average to `prefill_context` tokens each (cached
-    prefix plus the causal half of the chunk), plus one token for each of
-    `decode_batch` sequences that hold `decode_context_total` KV tokens."""
+    tokens (from `prefill_seqs` sequences) attending on average to
+    `prefill_context` tokens each (cached prefix plus the causal half of the
+    chunk), plus one token for each of `decode_batch` sequences that hold
+    `decode_context_total` KV tokens in all."""
     if prefill_tokens <= 0 and decode_batch <= 0:
+        _check_counts(prefill_tokens=prefill_tokens, decode_batch=decode_batch)
         return 0.0
-    return _iteration(cfg, float(prefill_tokens), float(prefill_tokens) * float(prefill_context),
-                      float(decode_batch), float(decode_context_total), 1.0 if prefill_tokens > 0 else 0.0)[0]
+    return _iteration(cfg, *_mixed_args(prefill_tokens, prefill_context, decode_batch, decode_context_total,
+                                        prefill_seqs))[0]
+
+
+def iteration_breakdown(cfg: ServingConfig, prefill_tokens: int, prefill_context: int, decode_batch: int,
+                        decode_context_total: int, prefill_seqs: int = 1) -> dict:
+    """Seconds per part of the iteration ``iteration_time`` prices."""
+    if prefill_tokens <= 0 and decode_batch <= 0:
+        return {}
+    return dict(_iteration(cfg, *_mixed_args(prefill_tokens, prefill_context, decode_batch, decode_context_total,
+                                             prefill_seqs))[1])
 
 
 def kv_transfer_time(cfg: ServingConfig, tokens: int, levels: Sequence[Level]) -> float:
-    """Disaggregated serving: time to move `tokens` tokens of KV cache from
-    a prefill replica to a decode replica over `levels` (one stream per GPU
-    of the replica, in parallel)."""
+    """Disaggregated serving: seconds to move `tokens` tokens of KV cache
+    from a prefill replica to a decode replica over `levels` (each GPU sends
+    its shard in parallel; NVLink when `levels` is empty)."""
+    _check_counts(tokens=tokens)
     if tokens <= 0:
         return 0.0
     per_gpu = tokens * memory_plan(cfg).kv_bytes_per_token / replica_gpus(cfg)
     if not levels:
-        return per_gpu / (cfg.gpu.nvlink_bw_Bps)
+        return per_gpu / cfg.gpu.nvlink_bw_Bps
     return collective_time("send_recv", per_gpu, levels)
 
 
@@ -496,117 +639,207 @@ def _blocks(tokens: float) -> float:
     return math.ceil(tokens / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
 
 
-def _max_batch(cfg: ServingConfig, input_tokens: int, output_tokens: int, samples: int) -> int:
+def batch_limit(cfg: ServingConfig) -> int:
+    """Sequences the scheduler admits at most (all attention groups)."""
+    return (cfg.max_batch or DEFAULT_MAX_BATCH) * cfg.groups
+
+
+def max_batch(cfg: ServingConfig, input_tokens: int, output_tokens: int, samples: int = 1) -> int:
+    """Largest number of decoding sequences the KV cache holds when each
+    request reserves its prompt once plus `samples` outputs, capped by the
+    scheduler's batch limit."""
     plan = memory_plan(cfg)
     per_request = _blocks(input_tokens) + samples * _blocks(output_tokens)
-    fit = int(plan.kv_capacity_tokens // per_request) * samples
-    limit = cfg.max_batch or DEFAULT_MAX_BATCH
-    return max(0, min(fit, limit))
+    per_group = plan.kv_capacity_tokens / cfg.groups
+    fit = int(per_group // per_request) * samples * cfg.groups
+    return max(0, min(fit, batch_limit(cfg)))
 
 
 def _steady(cfg: ServingConfig, batch: int, I: int, O: int, samples: int) -> dict:
-    """Steady state of continuous batching with `batch` decoding sequences."""
+    """Steady state of continuous batching with `batch` decoding sequences:
+    per O-token generation cycle every sequence decodes O tokens and B/n
+    new prompts of I tokens are prefilled in chunks of <= max_num_tokens."""
     B = float(batch)
-    req_per_iter = B / samples / O                 # requests finishing (and starting) per decode iteration
-    prefill_per_iter = req_per_iter * I            # prompt tokens to prefill per iteration, on average
-    M = cfg.max_num_tokens
-    # iterations needed per O decode iterations when the token budget binds
-    iters = max(float(O), (B * O / samples * samples + B / samples * I) / M) if False else max(float(O), (B * O + B / samples * I) / M)
-    dec_seqs = B * O / iters
-    pre_tokens = B / samples * I / iters
-    pre_seqs = min(pre_tokens, B / samples / iters * math.ceil(I / M) if I > M else B / samples / iters)
-    kv_dec = dec_seqs * (I + O / 2.0)
-    ctx_pre = pre_tokens * (I / 2.0)
-    it, _, parts = _iteration(cfg, pre_tokens, ctx_pre, dec_seqs, kv_dec, pre_seqs)
+    M = float(cfg.max_num_tokens) * cfg.groups
+    new_requests = B / samples                   # per cycle of O decode steps
+    iters = max(float(O), (B * O + new_requests * I) / M)
+    dec = B * O / iters                          # decoding sequences per iteration (mean)
+    pre = new_requests * I / iters               # prefill tokens per iteration (mean)
+    chunk = float(min(I, cfg.max_num_tokens))
+    pre_seqs = pre / chunk if pre > 0 else 0.0
+    kv_dec = dec * (I + (O + 1) / 2.0)
+    ctx_pre = pre * (I + 1) / 2.0
+    it, parts = _iteration(cfg, pre, ctx_pre, dec, kv_dec, pre_seqs, chunk)
     cycle = iters * it
-    tokens_per_s = B * O / cycle
-    tpot = cycle / O
-    return {"iteration_s": it, "tokens_per_s": tokens_per_s, "tpot_s": tpot, "parts": parts,
-            "prefill_per_iter": pre_tokens, "decode_per_iter": dec_seqs, "iters_per_cycle": iters}
+    return {"iteration_s": it, "tokens_per_s": B * O / cycle, "tpot_s": cycle / O, "parts": dict(parts),
+            "prefill_per_iter": pre, "decode_per_iter": dec, "iters_per_cycle": iters}
 
 
-def _ttft(cfg: ServingConfig, batch: int, I: int, O: int, samples: int, st: dict) -> float:
-    """Time from a request's admission to its first token with the engine
-    running `batch` sequences: its prompt goes in chunks of what the token
-    budget leaves after the decoding sequences."""
-    room = max(1.0, cfg.max_num_tokens - st["decode_per_iter"])
+def _ttft(cfg: ServingConfig, I: int, st: dict) -> float:
+    """Admission to first token with the engine in steady state: the prompt
+    is prefilled in chunks of what the token budget leaves after the
+    decoding sequences, then half an iteration of waiting to be scheduled."""
+    room = max(1.0, cfg.max_num_tokens - st["decode_per_iter"] / cfg.groups)
     chunks = max(1, math.ceil(I / room))
-    return chunks * st["iteration_s"]
-
-
-def _tpot_p99(cfg: ServingConfig, batch: int, I: int, O: int, st: dict) -> float:
-    """The slowest iteration a decoding sequence sees: one carrying a full
-    prefill chunk next to the decodes."""
-    dec = st["decode_per_iter"]
-    chunk = min(float(I), max(0.0, cfg.max_num_tokens - dec)) if st["prefill_per_iter"] > 0 else 0.0
-    chunk = max(chunk, st["prefill_per_iter"])
-    it = _iteration(cfg, chunk, chunk * I / 2.0, dec, dec * (I + O / 2.0), 1.0)[0]
-    return it * st["iters_per_cycle"] / O
+    return (chunks + 0.5) * st["iteration_s"]
 
 
 @lru_cache(maxsize=65536)
 def estimate(cfg: ServingConfig, input_tokens: int, output_tokens: int, ttft_slo: Optional[float] = None,
              tpot_slo: Optional[float] = None, samples: int = 1) -> ServingEstimate:
     """Throughput and latency of one replica on uniform requests of
-    `input_tokens` in / `output_tokens` out (x `samples` answers sharing the
+    `input_tokens` in and `output_tokens` out (x `samples` answers sharing the
     prompt's KV prefix). Without SLOs: maximum offline throughput. With SLOs
-    (seconds): the best throughput whose p99 TTFT/TPOT meet them; an SLO
-    that cannot be met at batch 1 raises InputError."""
+    (seconds): the best throughput whose TTFT and TPOT meet them; SLOs that
+    cannot be met even at batch 1 raise InputError."""
     I, O, n = int(input_tokens), int(output_tokens), int(samples)
     if I < 1 or O < 1:
-        raise InputError(f"input and output tokens must be >= 1 (got {input_tokens}, {output_tokens})", "tokens", "give positive token counts")
+        raise InputError(f"input and output tokens must be >= 1 (got {input_tokens}, {output_tokens})",
+                         "--input-tokens/--output-tokens", "give positive token counts")
     if n < 1:
-        raise InputError(f"samples must be >= 1, got {samples}", "samples", "give 1 or more")
+        raise InputError(f"samples must be >= 1, got {samples}", "--samples", "give 1 or more")
+    for name, v in (("ttft_slo", ttft_slo), ("tpot_slo", tpot_slo)):
+        if v is not None and not v > 0:
+            raise InputError(f"{name} must be > 0 seconds, got {v!r}", f"--{name.replace('_', '-')}",
+                             "give a positive duration such as 2s or 50ms")
     if I + O > cfg.model.max_seq:
-        raise InputError(f"{I} input + {O} output tokens exceed {cfg.model.name}'s context of {cfg.model.max_seq}",
-                         "tokens", "shorten the request or pick a longer-context model")
+        raise InputError(f"{I} input + {O} output tokens exceed the {cfg.model.max_seq}-token context of "
+                         f"{cfg.model.name}", "--input-tokens/--output-tokens",
+                         "shorten the request or pick a longer-context model")
     plan = memory_plan(cfg)
-    bmax = _max_batch(cfg, I, O, n)
+    bmax = max_batch(cfg, I, O, n)
     if bmax < 1:
         need = (_blocks(I) + n * _blocks(O)) * plan.kv_bytes_per_token
-        raise InputError(f"one request's KV cache ({need / 2**30:.2f} GiB) exceeds the replica's KV pool "
-                         f"({plan.kv_cache_bytes / 2**30:.2f} GiB)", f"{I}+{O} tokens", "use more GPUs per replica or shorter requests")
+        raise InputError(f"one request's KV cache ({need / 2**30:.2f} GiB) exceeds the KV pool of an attention "
+                         f"group ({plan.kv_cache_bytes / cfg.groups / 2**30:.2f} GiB)", f"{I}+{O} tokens",
+                         "use more GPUs per replica, a lower --kv-precision, or shorter requests")
     slo = ttft_slo is not None or tpot_slo is not None
 
-    def ok(b: int) -> tuple[bool, dict, float, float]:
+    def at(b: int):
         st = _steady(cfg, b, I, O, n)
-        tpot = _tpot_p99(cfg, b, I, O, st) if slo else st["tpot_s"]
-        ttft = _ttft(cfg, b, I, O, n, st)
-        good = (tpot_slo is None or tpot <= tpot_slo) and (ttft_slo is None or ttft <= ttft_slo)
-        return good, st, tpot, ttft
+        ttft = _ttft(cfg, I, st)
+        good = (tpot_slo is None or st["tpot_s"] <= tpot_slo) and (ttft_slo is None or ttft <= ttft_slo)
+        return good, st, ttft
 
     batch = bmax
-    good, st, tpot, ttft = ok(batch)
+    good, st, ttft = at(batch)
+    limited = "max_batch" if bmax == batch_limit(cfg) else "kv_cache"
     if slo and not good:
+        ok1, st1, ttft1 = at(1)
+        if not ok1:
+            raise InputError(f"the SLOs cannot be met even one request at a time (TTFT {ttft1:.3g} s, "
+                             f"TPOT {st1['tpot_s']:.3g} s)", "--ttft-slo/--tpot-slo",
+                             "relax the SLOs, or use faster GPUs or more tensor parallelism")
         lo, hi = 1, bmax
-        g1 = ok(1)
-        if not g1[0]:
-            raise InputError(f"the SLOs cannot be met even at batch 1 (TTFT {g1[3]:.3g} s, TPOT {g1[2]:.3g} s)",
-                             "--ttft-slo/--tpot-slo", "relax the SLOs or use faster GPUs / more tensor parallelism")
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if ok(mid)[0]:
+            if at(mid)[0]:
                 lo = mid
             else:
                 hi = mid
         batch = lo
-        good, st, tpot, ttft = ok(batch)
+        good, st, ttft = at(batch)
+        limited = "slo"
     tps = st["tokens_per_s"] * (SERVER_LOAD_MARGIN if slo else 1.0)
-    limited = "kv_cache" if batch == _max_batch(cfg, I, O, n) and batch < (cfg.max_batch or DEFAULT_MAX_BATCH) else (
-        "max_batch" if batch == (cfg.max_batch or DEFAULT_MAX_BATCH) else "slo")
-    kv_used = (batch / n) * (I + n * (O / 2.0)) * plan.kv_bytes_per_token
+    kv_used = batch / n * (I + n * (O + 1) / 2.0) * plan.kv_bytes_per_token
     rps = tps / (O * n)
     return ServingEstimate(
-        output_tokens_per_s=tps, requests_per_s=rps, ttft_s=ttft, tpot_s=tpot, batch_size=batch,
+        output_tokens_per_s=tps, requests_per_s=rps, ttft_s=ttft, tpot_s=st["tpot_s"], batch_size=batch,
         kv_cache_bytes=kv_used, memory_per_gpu_bytes=plan.memory_per_gpu_bytes,
-        e2e_latency_s=ttft + tpot * (O - 1), input_tokens_per_s=rps * I, iteration_s=st["iteration_s"],
+        e2e_latency_s=ttft + st["tpot_s"] * (O - 1), input_tokens_per_s=rps * I, iteration_s=st["iteration_s"],
         limited_by=limited, breakdown=dict(st["parts"]))
 
 
 def replicas_needed(cfg: ServingConfig, requests_per_s: float, input_tokens: int, output_tokens: int,
                     ttft_slo: Optional[float] = None, tpot_slo: Optional[float] = None, samples: int = 1) -> int:
     """Replicas of `cfg` that serve `requests_per_s` within the SLOs."""
-    if requests_per_s <= 0:
+    if requests_per_s is None or requests_per_s != requests_per_s or requests_per_s < 0:
+        raise InputError(f"requests_per_s must be >= 0, got {requests_per_s!r}", "requests_per_s",
+                         "give a request rate >= 0")
+    if requests_per_s == 0:
         return 0
-    est = estimate(cfg, int(input_tokens), int(output_tokens), ttft_slo, tpot_slo, int(samples))
+    est = estimate(cfg, max(1, int(round(input_tokens))), max(1, int(round(output_tokens))), ttft_slo, tpot_slo,
+                   max(1, int(samples)))
     return max(1, math.ceil(requests_per_s / est.requests_per_s - 1e-9))
+
+
+# ---------------------------------------------------------------------------
+# Layout search
+# ---------------------------------------------------------------------------
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def layouts(model: ModelSpec, gpu: GPU, system: System, gpus: int, tp: Optional[int] = None,
+            pp: Optional[int] = None, ep: Optional[int] = None, attention_dp: Optional[bool] = None) -> list[dict]:
+    """Replica layouts for `gpus` GPUs (replicas x tp x pp = gpus; tp
+    inside an NVLink domain); given fields are kept fixed. MoE models try
+    expert parallelism over tp and attention data parallelism too."""
+    out = []
+    for t in ([tp] if tp else _divisors(gpus)):
+        if t > system.nvlink_domain_gpus or gpus % t:
+            continue
+        for p in ([pp] if pp else _divisors(gpus // t)):
+            if gpus % (t * p) or p > model.layers:
+                continue
+            eps = [ep] if ep else ([1] + ([t] if t > 1 and model.experts % t == 0 else []) if model.is_moe else [1])
+            for e in eps:
+                if e > t or t % e:
+                    continue
+                # attention data parallelism is an opt-in engine mode (TensorRT-LLM
+                # enable_attention_dp, vLLM data-parallel attention): searched only when asked
+                adps = [attention_dp] if attention_dp is not None else [False]
+                for a in adps:
+                    if a and t == 1:
+                        continue
+                    out.append({"tp": t, "pp": p, "ep": e, "attention_dp": a})
+    return out
+
+
+def best_layout(model: ModelSpec, gpu: GPU, system: System, fabric: Fabric, gpus: int, precision: str,
+                input_tokens: int, output_tokens: int, ttft_slo: Optional[float] = None,
+                tpot_slo: Optional[float] = None, samples: int = 1, tp: Optional[int] = None,
+                pp: Optional[int] = None, ep: Optional[int] = None, attention_dp: Optional[bool] = None,
+                kv_precision: Optional[str] = None, max_batch: Optional[int] = None,
+                max_num_tokens: int = 8192) -> tuple[ServingConfig, ServingEstimate, int]:
+    """The layout of `gpus` GPUs (replicas of tp x pp) with the highest total
+    output throughput, as a benchmark submitter would pick it. Returns
+    (config, per-replica estimate, replicas). InputError if none fits, with
+    the need vs capacity of the roomiest layout."""
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+        raise InputError(f"gpus must be a whole number >= 1, got {gpus!r}", "--gpus", "give 1 or more GPUs")
+    options = layouts(model, gpu, system, gpus, tp, pp, ep, attention_dp)
+    if not options:
+        raise InputError(f"no layout of {gpus} GPUs matches tp={tp} pp={pp} ep={ep}", "--gpus/--tp/--pp/--ep",
+                         "make --gpus a multiple of tp x pp, with tp within one NVLink domain "
+                         f"({system.nvlink_domain_gpus} GPUs on {system.name})")
+    best, last_error = None, None
+    for lay in options:
+        try:
+            cfg = ServingConfig(model, gpu, system, fabric, precision=precision, kv_precision=kv_precision,
+                                max_batch=max_batch, max_num_tokens=max_num_tokens, **lay)
+            est = estimate(cfg, input_tokens, output_tokens, ttft_slo, tpot_slo, samples)
+        except InputError as exc:
+            if last_error is None or replica_gpus_of(lay) >= last_error[0]:
+                last_error = (replica_gpus_of(lay), exc)
+            continue
+        replicas = gpus // replica_gpus(cfg)
+        total = est.output_tokens_per_s * replicas
+        if best is None or total > best[0] * (1 + 1e-9):
+            best = (total, cfg, est, replicas)
+    if best is None:
+        raise last_error[1]
+    return best[1], best[2], best[3]
+
+
+def replica_gpus_of(layout: dict) -> int:
+    return layout["tp"] * layout["pp"]
+
+
+def default_system(catalog, gpu_name: str) -> System:
+    """The catalog's first system built from `gpu_name` (e.g. h100 -> dgx-h100)."""
+    for s in catalog.systems.values():
+        if s.gpu == gpu_name:
+            return s
+    raise InputError(f"no system in the catalog is built from GPU {gpu_name!r}", "--gpu",
+                     "pick a GPU that a system uses, or give --system")

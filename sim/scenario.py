@@ -213,10 +213,14 @@ class AutoscalerSpec(Strict):
 
 
 class TraceFile(Strict):
+    """A request trace (request mode). format None: from the extension and
+    header. time_scale multiplies arrival times (0.5 = twice as fast);
+    block_tokens: tokens per Mooncake hash_ids block."""
     path: str
-    format: Literal["azure-llm", "mooncake", "csv"] = "csv"
+    format: Optional[Literal["azure-llm", "mooncake", "csv"]] = None
     time_scale: float = Field(default=1.0, gt=0)
     limit: Optional[int] = Field(default=None, gt=0)
+    block_tokens: int = Field(default=512, gt=0)
 
 
 class ArrivalSpec(Strict):
@@ -279,12 +283,16 @@ class InferenceWorkload(_JobCommon):
     trace: Optional[TraceFile] = None
     arrival: ArrivalSpec = Field(default_factory=ArrivalSpec)
     replicas: int = Field(default=1, ge=1)
-    router: Literal["round-robin", "least-outstanding", "kv-aware"] = "least-outstanding"
+    router: Literal["round-robin", "least-outstanding", "kv-aware", "random"] = "least-outstanding"
     max_batch: Optional[int] = Field(default=None, gt=0)
     max_num_tokens: int = Field(default=8192, gt=0)
+    chunked_prefill: bool = True
+    kv_precision: Optional[Literal["bf16", "fp16", "fp8", "fp4"]] = None
+    attention_dp: bool = False
     prefix_cache_hit_rate: float = Field(default=0.0, ge=0, le=1)
     disaggregated: Optional[DisaggregationSpec] = None
     duration: Optional[Duration] = None
+    drain: bool = True
 
     @model_validator(mode="after")
     def _rate_or_trace(self):
@@ -307,6 +315,7 @@ class RoadmapSpec(Strict):
     growth_per_year: float = Field(default=4.0, gt=0)
     every: Duration = 6 * 30.4375 * 86400.0
     rule: Literal["chinchilla", "fit"] = "chinchilla"
+    fit: Literal["chinchilla", "epoch"] = "chinchilla"
     count: Optional[int] = Field(default=None, gt=0)
 
 
@@ -325,6 +334,8 @@ class PretrainingWorkload(_JobCommon):
     global_batch_tokens: Optional[Count] = None
     precision: Literal["bf16", "fp8"] = "bf16"
     roadmap: Optional[RoadmapSpec] = None
+    rule: Literal["chinchilla", "fit"] = "chinchilla"
+    fit: Literal["chinchilla", "epoch"] = "chinchilla"
 
     @model_validator(mode="after")
     def _sized(self):
@@ -340,12 +351,17 @@ PostTrainingKind = Literal["sft", "lora", "distillation", "rl", "best_of_n", "sy
 
 class PostTrainingWorkload(_JobCommon):
     """A derivative ecosystem around a base model: `count` jobs of `kind`
-    (or a `mix` of kinds by share) arriving over a window."""
+    (or a `mix` of kinds by share) arriving over a window. With
+    `after_pretraining` (a pretraining workload's name) the window is
+    relative to that run's end and base_model defaults to its model."""
     family: Literal["post_training"]
     kind: Optional[PostTrainingKind] = None
     mix: dict[PostTrainingKind, float] = Field(default_factory=dict)
-    base_model: str
+    base_model: Optional[str] = None
     teacher_model: Optional[str] = None
+    reward_model: Optional[str] = None
+    prompt_tokens: int = Field(default=512, gt=0)
+    response_tokens: int = Field(default=1024, gt=0)
     count: int = Field(default=1, gt=0)
     tokens: Count = 1e9
     gpus: int = Field(gt=0)
@@ -361,6 +377,9 @@ class PostTrainingWorkload(_JobCommon):
     def _kind_or_mix(self):
         if (self.kind is None) == (not self.mix):
             raise ValueError("give exactly one of 'kind' or 'mix'")
+        if self.base_model is None and self.after_pretraining is None:
+            raise ValueError("a post-training workload needs 'base_model' (or 'after_pretraining'); "
+                             "add 'base_model:' naming a catalog model")
         if self.mix and any(v < 0 for v in self.mix.values()):
             raise ValueError("mix shares must be >= 0")
         if self.mix and sum(self.mix.values()) <= 0:
@@ -593,7 +612,7 @@ def check_scenario(scenario: Scenario, catalogs=None):
         total_gpus += g
     for i, w in enumerate(scenario.workloads):
         where = f"workloads[{i}]"
-        for attr in ("model", "base_model", "teacher_model"):
+        for attr in ("model", "base_model", "teacher_model", "reward_model"):
             name = getattr(w, attr, None)
             if name:
                 catalogs.models.get(name, f"{where}.{attr}")

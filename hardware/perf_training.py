@@ -1,0 +1,689 @@
+"""Step time of LLM training and fine-tuning on real hardware, and the
+search for the fastest layout that fits.
+
+workloads/training.py says what one step asks of each GPU (kernels with
+their shapes, FLOPs and bytes; bytes held). This module prices that work on
+a GPU (tensor-core peak, HBM bandwidth) and on the placement's real links
+(``hardware.collectives.levels_for_group``: NVLink inside the domain, the
+scale-out fabric with its oversubscription outside it), then assembles one
+step:
+
+    step = m x (slowest stage's fwd+bwd+recompute per micro-batch, with the
+                exposed TP / CP / EP communication)
+         + pipeline bubble ((pp - 1) / vpp stage-times, 1F1B / interleaved)
+         + pipeline point-to-point sends on the critical path
+         + exposed data-parallel gradient reduction / parameter gathering
+         + the optimizer update.
+
+Outputs (``TrainingEstimate``): step time and its breakdown, tokens/s, MFU
+(model FLOPs without recompute, causal attention, over dense BF16 peak; the
+Llama 3 paper's convention), hardware TFLOP/s per GPU (FLOPs the kernels
+execute, recompute included; Megatron's convention), memory per GPU.
+
+API for the rest of gpusim (all arguments hashable; results cached):
+
+- ``estimate_training(model, gpu, system, fabric, gpus, seq_len=8192,
+  global_batch_tokens=None, precision="bf16", parallel=None,
+  oversubscription=1.0, kind="pretrain", lora_rank=16, ...)`` ->
+  ``TrainingEstimate``. ``parallel=None`` searches for the fastest layout
+  that fits; a ``ParallelConfig`` is evaluated as given (InputError if it
+  cannot run or does not fit, stating need vs capacity per GPU).
+- ``training_time_s(estimate, tokens)``: seconds to train on `tokens`.
+- ``estimate_finetune(model, gpu, system, fabric, gpus, tokens, kind="sft"
+  or "lora", ...)`` -> (estimate, seconds).
+- ``search(setup, gpu, system, fabric, gpus, ..., top=5, fixed={...})``:
+  the fastest fitting layouts, best first.
+
+Efficiency factors (each a named constant below, with its source):
+
+| factor | value | what / source |
+|---|---|---|
+| GEMM_MAMF | A100 bf16 0.859, H100 bf16 0.801, H100/H200 fp8 0.734, B200 bf16 0.776 / fp8 0.763 | best measured matmul FLOP/s over dense peak (Bekman, ml-engineering "MAMF finder" table); the tensor-core ceiling is set so that the additive roofline below reproduces it at its best shape |
+| HBM_EFFICIENCY | 0.85 | fraction of HBM bandwidth streaming kernels reach (nvbandwidth / BabelStream on A100 and H100: 85-90%) |
+| FLASH_FWD / FLASH_BWD | 0.80 / 0.70 of the GEMM ceiling | FlashAttention-2 on A100 (Dao 2023: up to 73% of peak forward, ~63% fwd+bwd), FlashAttention-3 on H100 (Shah et al. 2024: 75% forward bf16) |
+| FLASH_HALF_LENGTH | 350 tokens | attention kernels lose efficiency on short sequences: FA2 causal fwd+bwd on A100 at 0.5k / 1k / 2k / 4k tokens reaches 0.56 / 0.75 / 0.86 / 0.93 of its long-sequence rate, i.e. d / (d + 350) |
+| KERNEL_GAP_S | 4 us | idle gap between dependent kernels (launch latency + tail), per kernel |
+| NVLS on Hopper+ | collectives.NVLS_EFFICIENCY | TP all-reduce in the NVSwitch (NVLink SHARP); A100's NVSwitch has none |
+| DP_OVERLAP | 1.0 of the last micro-batch's backward | gradient reduce-scatter overlaps the backward pass (Megatron-LM --overlap-grad-reduce); parameter all-gather overlaps the next forward (--overlap-param-gather) |
+| CP ring attention | overlapped with the attention kernel | Llama 3 (all-gather K/V) and Megatron ring attention hide K/V exchange behind attention compute when it is long enough |
+| EP_A2A_EXPOSED | 0.5 | fraction of MoE dispatch/combine all-to-all not hidden (Megatron-core overlaps part of it with shared-expert / attention compute; DeepSeek-V3's DualPipe hides nearly all) |
+| MOE_IMBALANCE | 1.10 | busiest GPU's expert work over the mean (auxiliary-loss-balanced routing keeps experts within ~10% at large batches; DeepSeek-V3 sec. 2.1.2, Megatron-core MoE reports) |
+| RUN_GOODPUT | 0.90 (in sim/validation_training.py) | steady-state fraction of a whole run's GPU-time (Llama 3: >90% effective training time) |
+
+Communication is modelled as *exposed* (on the critical path) unless named
+above as overlapped: TP collectives (2 per layer forward, 2 backward, 2 more
+with full recompute; all-gather + reduce-scatter with sequence
+parallelism), pipeline point-to-point sends.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import Optional
+
+from hardware.collectives import collective_time, levels_for_group
+from workloads.errors import InputError
+from workloads.models import ModelSpec
+from workloads.training import (GRAD_BYTES, get_stack, OPTIMIZER_BYTES, WEIGHT_BYTES, LayerWork, Memory, Op,
+                                ParallelConfig, Setup, check_parallel, check_setup, embed_ops, head_ops,
+                                layer_work, lora_params, memory_per_gpu, micro_batches, model_flops_per_token,
+                                stage_layers, _layer_params)
+
+# ---------------------------------------------------------------------------
+# Efficiency factors (see the module docstring's table for sources)
+# ---------------------------------------------------------------------------
+
+# (architecture, precision) -> (MAMF fraction of dense peak, best shape m, n, k,
+# HBM TB/s of the GPU it was measured on, bytes per input element)
+GEMM_MAMF = {
+    ("ampere", "bf16"): (0.859, (6912, 16384, 2048), 2.039, 2.0),     # A100 SXM, CUDA 12.1
+    ("hopper", "bf16"): (0.801, (6144, 17920, 2816), 3.35, 2.0),      # H100 SXM, CUDA 12.1
+    ("hopper", "fp8"): (0.734, (8192, 8192, 8192), 4.8, 1.0),         # H200 SXM (shape not given: large square)
+    ("blackwell", "bf16"): (0.776, (8192, 8192, 8192), 8.0, 2.0),     # B200 SXM
+    ("blackwell", "fp8"): (0.763, (8192, 8192, 8192), 8.0, 1.0),      # B200 SXM
+}
+HBM_EFFICIENCY = 0.85
+FLASH_FWD = 0.80
+FLASH_BWD = 0.70
+FLASH_HALF_LENGTH = 350.0
+KERNEL_GAP_S = 4.0e-6
+DP_OVERLAP = 1.0
+EP_A2A_EXPOSED = 0.5
+MOE_IMBALANCE = 1.10
+import os as _os
+SUSTAINED = float(_os.environ.get("GPUSIM_SUSTAINED", "1.0"))
+ADAM_BYTES_PER_PARAM = 30.0   # read master 4 + grad 4 + m 4 + v 4, write master, m, v 12, write bf16 weight 2
+
+SEARCH_MICRO_BATCHES = (1, 2, 4, 8)
+SEARCH_VPP = (1, 2, 4, 8)
+
+
+def _arch(gpu) -> str:
+    return (gpu.architecture or "hopper").lower()
+
+
+def _gemm_key(gpu, precision: str) -> tuple[str, str]:
+    arch = _arch(gpu)
+    prec = "fp8" if precision in ("fp8", "fp4", "fp6", "int8") else "bf16"
+    if (arch, prec) in GEMM_MAMF:
+        return arch, prec
+    if (arch, "bf16") in GEMM_MAMF:
+        return arch, "bf16"
+    return "hopper", prec
+
+
+@lru_cache(maxsize=64)
+def gemm_ceiling(arch: str, prec: str) -> float:
+    """Tensor-core ceiling (fraction of peak) such that the additive roofline
+    t = F / (peak c) + bytes / (HBM x HBM_EFFICIENCY) reproduces the MAMF
+    measurement at its best shape."""
+    frac, (m, n, k), tbps, bpe = GEMM_MAMF[(arch, prec)]
+    # intensity in FLOP per byte, and the peak/bandwidth ratio of the reference GPU
+    peak_ref = {"ampere": 312e12, "hopper": 989.5e12, "blackwell": 2250e12}[arch] * (2 if prec == "fp8" else 1)
+    flops = 2.0 * m * n * k
+    nbytes = (m * k + k * n) * bpe + m * n * 2.0
+    mem_t = nbytes / (tbps * 1e12 * HBM_EFFICIENCY)
+    # frac = flops / peak / (flops / (peak c) + mem_t)  ->  solve for c
+    total_t = flops / (peak_ref * frac)
+    c = (flops / peak_ref) / max(1e-30, total_t - mem_t)
+    return min(1.0, c)
+
+
+def gemm_time(op: Op, gpu, precision: str) -> float:
+    """Seconds of one forward GEMM op (additive roofline, per kernel gap)."""
+    arch, prec = _gemm_key(gpu, op.precision if precision in ("fp8", "fp4") else "bf16")
+    peak = gpu.peak_flops(prec if prec in gpu.tflops else "bf16")
+    c = gemm_ceiling(arch, prec)
+    bpe = 1.0 if prec == "fp8" else 2.0
+    nbytes = op.batch * ((op.m * op.k + op.k * op.n) * bpe + op.m * op.n * 2.0)
+    return op.flops / (peak * c * SUSTAINED) + nbytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY) + KERNEL_GAP_S
+
+
+def attention_time(op: Op, gpu) -> tuple[float, float]:
+    """(forward, backward) seconds of a fused (Flash) attention op."""
+    arch, prec = _gemm_key(gpu, "bf16")
+    rate = gpu.peak_flops("bf16") * gemm_ceiling(arch, prec) * SUSTAINED
+    length = op.m / (op.m + FLASH_HALF_LENGTH)
+    fwd = op.flops / (rate * FLASH_FWD * length) + KERNEL_GAP_S
+    bwd = op.bwd * op.flops / (rate * FLASH_BWD * length) + 2 * KERNEL_GAP_S
+    return fwd, bwd
+
+
+def mem_time(nbytes: float, gpu) -> float:
+    return nbytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY) + KERNEL_GAP_S
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    fwd: float
+    bwd: float
+    recompute: float
+    attn: float            # attention kernel time (fwd + bwd), for CP overlap
+    flops_exec: float      # FLOPs executed per micro-batch (fwd + bwd + recompute)
+    gemm: float
+    attention: float
+    memory: float
+
+
+def time_layer(work: LayerWork, gpu, precision: str, recompute: str, expert_scale: float = 1.0) -> LayerTime:
+    fwd = bwd = rec = attn = flops = 0.0
+    g = a = mm = 0.0
+    for op in work.ops:
+        scale = expert_scale if op.name.startswith("experts") or op.name == "expert_act" else 1.0
+        if op.kind == "gemm":
+            tf = gemm_time(op, gpu, precision) * scale
+            tb = op.bwd * (tf - KERNEL_GAP_S) + op.bwd * KERNEL_GAP_S
+            fl = op.flops * (1.0 + op.bwd)
+            g += tf + tb
+        elif op.kind == "attn":
+            tf, tb = attention_time(op, gpu)
+            attn += tf + tb
+            fl = op.flops * (1.0 + op.bwd)
+            a += tf + tb
+        else:
+            tf = mem_time(op.bytes, gpu) * scale
+            tb = op.bwd * (tf - KERNEL_GAP_S) + KERNEL_GAP_S
+            fl = 0.0
+            mm += tf + tb
+        fwd += tf
+        bwd += tb
+        flops += fl
+        if recompute == "full" or (recompute == "selective" and op.recompute_selective):
+            rec += tf
+            flops += op.flops
+            if op.kind == "gemm":
+                g += tf
+            elif op.kind == "attn":
+                a += tf
+            else:
+                mm += tf
+    return LayerTime(fwd, bwd, rec, attn, flops, g, a, mm)
+
+
+# ---------------------------------------------------------------------------
+# The estimate
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """One training configuration on one placement, steady state."""
+    step_time_s: float
+    tokens_per_step: float
+    tokens_per_s: float
+    mfu: float
+    hw_tflops_per_gpu: float
+    model_tflops_per_gpu: float
+    memory_per_gpu_bytes: float
+    memory_capacity_bytes: float
+    fits: bool
+    gpus: int
+    parallelism: ParallelConfig
+    micro_batches: int
+    breakdown: tuple            # ((name, seconds), ...) summing to step_time_s
+    memory: tuple               # ((name, bytes), ...)
+    model_flops_per_step: float
+    global_batch_seqs: int
+    seq_len: int
+    precision: str
+    kind: str
+
+    @property
+    def breakdown_dict(self) -> dict:
+        return dict(self.breakdown)
+
+    @property
+    def memory_dict(self) -> dict:
+        return dict(self.memory)
+
+    def as_dict(self) -> dict:
+        return {
+            "step_time_s": self.step_time_s, "tokens_per_step": self.tokens_per_step,
+            "tokens_per_s": self.tokens_per_s, "mfu": self.mfu,
+            "hw_tflops_per_gpu": self.hw_tflops_per_gpu, "model_tflops_per_gpu": self.model_tflops_per_gpu,
+            "memory_per_gpu_bytes": self.memory_per_gpu_bytes, "memory_capacity_bytes": self.memory_capacity_bytes,
+            "fits": self.fits, "gpus": self.gpus, "global_batch_seqs": self.global_batch_seqs,
+            "seq_len": self.seq_len, "precision": self.precision, "kind": self.kind,
+            "micro_batches": self.micro_batches,
+            "parallelism": self.parallelism.as_dict(),
+            "breakdown_s": dict(self.breakdown), "memory_bytes": dict(self.memory),
+        }
+
+
+class _Ctx:
+    """Per-search caches: layer timings and collective times."""
+
+    def __init__(self, setup: Setup, gpu, system, fabric, oversubscription: float):
+        self.setup, self.gpu, self.system, self.fabric = setup, gpu, system, fabric
+        self.over = oversubscription
+        self.layers: dict = {}
+        self.levels: dict = {}
+        self.colls: dict = {}
+        self.nvls = _arch(gpu) not in ("ampere", "volta")
+
+    def lv(self, group: int, stride: int):
+        key = (group, stride)
+        if key not in self.levels:
+            self.levels[key] = levels_for_group(self.system, self.fabric, self.gpu, group, stride=stride,
+                                                oversubscription=self.over)
+        return self.levels[key]
+
+    def coll(self, op: str, nbytes: float, group: int, stride: int, in_network: bool = False) -> float:
+        if group <= 1 or nbytes <= 0:
+            return 0.0
+        key = (op, nbytes, group, stride, in_network)
+        if key not in self.colls:
+            self.colls[key] = collective_time(op, nbytes, self.lv(group, stride), in_network=in_network)
+        return self.colls[key]
+
+    def layer(self, moe: bool, p: ParallelConfig):
+        key = (moe, p.tp, p.cp, p.ep, p.micro_batch, p.sp, p.recompute)
+        if key not in self.layers:
+            w = layer_work(self.setup.model, moe, self.setup, p)
+            scale = MOE_IMBALANCE if moe else 1.0
+            self.layers[key] = (w, time_layer(w, self.gpu, self.setup.precision, p.recompute, scale))
+        return self.layers[key]
+
+
+def _layer_comm(ctx: _Ctx, w: LayerWork, lt: LayerTime, p: ParallelConfig) -> tuple[float, float, float]:
+    """Exposed (tp, cp, ep) seconds of one layer, one micro-batch (fwd+bwd+recompute)."""
+    passes = 2 + (1 if p.recompute == "full" else 0)
+    tp = 0.0
+    if w.tp_collectives_fwd and p.tp > 1:
+        if p.sp:
+            one = ctx.coll("all_gather", w.tp_bytes, p.tp, 1) + ctx.coll("reduce_scatter", w.tp_bytes, p.tp, 1)
+        else:
+            one = ctx.coll("all_reduce", w.tp_bytes, p.tp, 1, in_network=ctx.nvls)
+        tp = one * w.tp_collectives_fwd * passes
+    cp = 0.0
+    if p.cp > 1 and w.cp_bytes > 0:
+        gathered = w.cp_bytes * p.cp / (p.cp - 1)
+        ag = ctx.coll("all_gather", gathered, p.cp, p.tp)
+        comm = ag * (1 + 2 + (1 if p.recompute == "full" else 0))   # fwd gather; bwd gather + reduce-scatter of dK,dV
+        cp = max(0.0, comm - lt.attn)
+    ep = 0.0
+    if w.ep_a2a_fwd and p.ep > 1:
+        one = ctx.coll("all_to_all", w.ep_bytes, p.ep, 1)
+        ep = one * w.ep_a2a_fwd * passes * EP_A2A_EXPOSED
+    return tp, cp, ep
+
+
+def _fullest_stage(layers: int, pp: int, per_layer: float, head: float, emb: float) -> float:
+    """Time of the fullest pipeline stage when whole layers are spread over
+    `pp` stages and the first stage also runs the embedding, the last the
+    output layer and loss: the smallest k x per_layer for which the stages
+    can hold every layer, else ceil(L/pp) layers plus the output layer."""
+    k0 = math.ceil(layers / pp)
+    best = k0 * per_layer + max(head, emb)
+    for k in range(max(1, k0 - 1), k0 + 1):
+        cap_t = k * per_layer
+        if cap_t < head or cap_t < emb:
+            continue
+        last = math.floor((cap_t - head) / per_layer + 1e-9)
+        first = math.floor((cap_t - emb) / per_layer + 1e-9)
+        if (pp - 2) * k + min(k, last) + min(k, first) >= layers:
+            return min(best, cap_t)
+    return best
+
+
+def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> TrainingEstimate:
+    setup, gpu = ctx.setup, ctx.gpu
+    m = setup.model
+    per, moe_n = stage_layers(m, p)
+    dense_n = per - moe_n
+    m_count = micro_batches(setup, p)
+
+    # one micro-batch, fwd + bwd (+ recompute), per stage kind
+    def stage(n_dense: int, n_moe: int):
+        comp = gemm = att = memb = rec = 0.0
+        tp = cp = ep = 0.0
+        fl = 0.0
+        bwd_t = 0.0
+        for moe, n in ((False, n_dense), (True, n_moe)):
+            if not n:
+                continue
+            w, lt = ctx.layer(moe, p)
+            c_tp, c_cp, c_ep = _layer_comm(ctx, w, lt, p)
+            comp += n * (lt.fwd + lt.bwd + lt.recompute)
+            gemm += n * lt.gemm
+            att += n * lt.attention
+            memb += n * lt.memory
+            rec += n * lt.recompute
+            bwd_t += n * (lt.bwd + lt.recompute)
+            tp += n * c_tp
+            cp += n * c_cp
+            ep += n * c_ep
+            fl += n * lt.flops_exec
+        return comp, tp, cp, ep, fl, bwd_t, gemm, att, memb, rec
+
+    body = stage(dense_n, moe_n)
+    # boundary work: embedding on the first stage, output layer + loss on the last
+    head_t = 0.0
+    head_fl = 0.0
+    for op in head_ops(m, setup, p):
+        if op.kind == "gemm":
+            tf = gemm_time(op, gpu, "bf16")
+            head_t += tf * (1 + op.bwd)
+            head_fl += op.flops * (1 + op.bwd)
+        else:
+            head_t += mem_time(op.bytes, gpu) * (1 + op.bwd)
+    emb_t = sum(mem_time(op.bytes, gpu) * (1 + op.bwd) for op in embed_ops(m, setup, p))
+    stage_body = body[0] + body[1] + body[2] + body[3]
+    if p.pp == 1:
+        t_max = stage_body + head_t + emb_t
+        t_avg = t_max
+        boundary = head_t + emb_t
+    else:
+        # layers are assigned so that the stages holding the embedding and the
+        # output layer get fewer of them (Llama 3 Sec. 3.3.2; Megatron-LM
+        # --decoder-first/last-pipeline-num-layers): the fullest stage holds
+        # the whole work rounded up to whole layers
+        per_layer = stage_body / per
+        t_avg = (m.layers * per_layer + head_t + emb_t) / p.pp
+        t_max = _fullest_stage(m.layers, p.pp, per_layer, head_t, emb_t)
+        boundary = max(0.0, t_max - stage_body) if t_max > stage_body else 0.0
+        if t_max < stage_body:
+            # balanced: the fullest stage has fewer layers than ceil(L/pp)
+            scale = t_max / stage_body
+            body = tuple(x * scale for x in body)
+            boundary = 0.0
+    # per-GPU executed FLOPs per micro-batch (average stage)
+    total_layer_fl = 0.0
+    for moe, n in ((False, m.layers - m.moe_layers), (True, m.moe_layers)):
+        if n:
+            total_layer_fl += n * ctx.layer(moe, p)[1].flops_exec
+    fl_mb = (total_layer_fl + head_fl) / p.pp
+
+    steady = m_count * t_max
+    bubble = (p.pp - 1) / p.vpp * t_avg if p.pp > 1 else 0.0
+    # pipeline sends: activations of one micro-batch (forward) and their
+    # gradients (backward), once per chunk boundary; on the critical path
+    stack = setup.stack
+    p2p = 0.0
+    if p.pp > 1:
+        nbytes = p.micro_batch * setup.seq_len / p.cp * m.hidden * 2.0
+        stride = p.tp * p.cp * p.dp
+        if stack.p2p_scatter_gather or (p.sp and p.tp > 1):
+            send = ctx.coll("send_recv", nbytes / p.tp, 2, stride)
+            if p.tp > 1 and not p.sp:
+                send += ctx.coll("all_gather", nbytes, p.tp, 1)
+        else:
+            send = ctx.coll("send_recv", nbytes, 2, stride)
+        p2p = 2.0 * (m_count * p.vpp + p.pp - 1) * send
+
+    # data-parallel gradient reduction and parameter gathering
+    etp = 1 if p.ep > 1 else p.tp
+    dense_params = dense_n * _layer_params(m, False)[0] / p.tp if dense_n else 0.0
+    expert_params = 0.0
+    if moe_n:
+        d, e = _layer_params(m, True)
+        dense_params += moe_n * d / p.tp
+        expert_params = moe_n * e / (p.ep * etp)
+    dense_params += m.vocab * m.hidden / p.tp
+    if setup.kind == "lora":
+        dense_params = lora_params(m, setup.lora_rank) / p.pp / p.tp
+        expert_params = 0.0
+    dpg = p.dp * p.cp
+    edp = max(1, p.dp * p.cp * p.tp // (p.ep * etp))
+    # the expert data-parallel group strides over whole EP groups
+    estride = p.ep * etp if p.ep > 1 else p.tp
+
+    def both(op: str, per_param_bytes: float) -> float:
+        return (ctx.coll(op, dense_params * per_param_bytes, dpg, p.tp) +
+                ctx.coll(op, expert_params * per_param_bytes, edp, estride))
+
+    ov = DP_OVERLAP if stack.dp_overlap else 0.0
+    last_bwd = body[5] / p.vpp
+    first_fwd = (body[0] - body[5]) / p.vpp
+    if p.zero == 0:
+        dp_exposed = max(0.0, both("all_reduce", GRAD_BYTES) - ov * last_bwd)
+    elif p.zero in (1, 2):
+        grad_t = both("reduce_scatter", GRAD_BYTES)
+        gather_t = both("all_gather", WEIGHT_BYTES)
+        n_rs = m_count if p.zero == 2 else 1                       # ZeRO-2 reduces every micro-batch
+        dp_exposed = max(0.0, grad_t - ov * last_bwd) + (n_rs - 1) * max(0.0, grad_t - ov * body[5])
+        dp_exposed += max(0.0, gather_t - ov * first_fwd)
+    else:
+        # ZeRO-3 / FSDP: gather weights for the forward and again for the
+        # backward, reduce-scatter gradients, every micro-batch; prefetched
+        # layer by layer under that micro-batch's compute
+        per_mb = 2.0 * both("all_gather", WEIGHT_BYTES) + both("reduce_scatter", GRAD_BYTES)
+        dp_exposed = m_count * max(0.0, per_mb - max(ov, 0.5) * body[0])
+    # optimizer update (memory-bound Adam over this GPU's shard)
+    shard = dense_params / (dpg if p.zero >= 1 else 1) + expert_params / (edp if p.zero >= 1 else 1)
+    optim = mem_time(shard * ADAM_BYTES_PER_PARAM, gpu) if shard else 0.0
+
+    step = steady + bubble + p2p + dp_exposed + optim
+    comp, tp_c, cp_c, ep_c = body[0], body[1], body[2], body[3]
+    breakdown = (
+        ("compute", m_count * (comp + boundary)),
+        ("  gemm", m_count * body[6]),
+        ("  attention", m_count * body[7]),
+        ("  memory_bound", m_count * body[8]),
+        ("  recompute", m_count * body[9]),
+        ("  output_and_imbalance", m_count * boundary),
+        ("tp_comm", m_count * tp_c),
+        ("cp_comm", m_count * cp_c),
+        ("ep_comm", m_count * ep_c),
+        ("pp_bubble", bubble),
+        ("pp_p2p", p2p),
+        ("dp_comm", dp_exposed),
+        ("optimizer", optim),
+    )
+    tokens_step = m_count * p.micro_batch * p.dp * setup.seq_len
+    useful = tokens_step * setup.useful_fraction
+    model_fl = model_flops_per_token(setup) * useful
+    peak = gpu.peak_flops("bf16")
+    gpus = p.gpus
+    if mem is None:
+        mem = memory_per_gpu(setup, p, ctx.layer(False, p)[0] if dense_n else None,
+                             ctx.layer(True, p)[0] if moe_n else None)
+    cap = gpu.hbm_bytes
+    hw = fl_mb * m_count / step
+    return TrainingEstimate(
+        step_time_s=step, tokens_per_step=useful, tokens_per_s=useful / step,
+        mfu=model_fl / (step * gpus * peak), hw_tflops_per_gpu=hw / 1e12,
+        model_tflops_per_gpu=model_fl / (step * gpus) / 1e12,
+        memory_per_gpu_bytes=mem.total, memory_capacity_bytes=cap, fits=mem.total <= cap,
+        gpus=gpus, parallelism=p, micro_batches=m_count, breakdown=breakdown,
+        memory=tuple((k, v) for k, v in mem.as_dict().items() if k != "stage"),
+        model_flops_per_step=model_fl, global_batch_seqs=m_count * p.micro_batch * p.dp,
+        seq_len=setup.seq_len, precision=setup.precision, kind=setup.kind)
+
+
+def _fit_error(est: TrainingEstimate, gpu) -> InputError:
+    gib = 2**30
+    parts = ", ".join(f"{k} {v / gib:.1f}" for k, v in est.memory if k != "total")
+    p = est.parallelism
+    return InputError(
+        f"does not fit: needs {est.memory_per_gpu_bytes / gib:.1f} GiB per GPU, {gpu.name} has "
+        f"{est.memory_capacity_bytes / gib:.1f} GiB ({parts} GiB)",
+        f"tp={p.tp} pp={p.pp} cp={p.cp} ep={p.ep} dp={p.dp} micro_batch={p.micro_batch} recompute={p.recompute} zero={p.zero}",
+        "use more GPUs, larger tp/pp, recompute=full, a higher ZeRO stage, or --search")
+
+
+def evaluate(setup: Setup, p: ParallelConfig, gpu, system, fabric, oversubscription: float = 1.0,
+             require_fit: bool = True) -> TrainingEstimate:
+    """Step time and memory of layout `p` (InputError if it cannot run, or
+    with require_fit, if it does not fit)."""
+    check_setup(setup)
+    check_parallel(setup.model, p, None, system.nvlink_domain_gpus)
+    gpu.peak_flops("fp8" if setup.precision in ("fp8",) else ("fp4" if setup.precision == "fp4" else "bf16"))
+    if p.vpp > 1 and not setup.stack.interleaved:
+        raise InputError(f"vpp={p.vpp} but this training stack has no interleaved schedule", "vpp", "use vpp=1")
+    if p.pp > 1 and not setup.stack.pipeline:
+        raise InputError(f"pp={p.pp} but this training stack has no pipeline parallelism", "pp", "use pp=1")
+    if p.vpp > 1 and micro_batches(setup, p) < p.pp:
+        raise InputError(f"the interleaved schedule (vpp={p.vpp}) needs at least pp={p.pp} micro-batches per step, "
+                         f"this layout has {micro_batches(setup, p)}", "vpp",
+                         "use vpp=1, a larger global batch or a smaller dp x micro_batch")
+    ctx = _Ctx(setup, gpu, system, fabric, oversubscription)
+    est = _evaluate(ctx, p)
+    if require_fit and not est.fits:
+        raise _fit_error(est, gpu)
+    return est
+
+
+# ---------------------------------------------------------------------------
+# Parallelism search
+# ---------------------------------------------------------------------------
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _pp_options(layers: int, limit: int) -> list[int]:
+    opts = set(d for d in _divisors(layers) if d <= limit)
+    x = 1
+    while x <= min(layers, limit):
+        opts.add(x)
+        x *= 2
+    return sorted(opts)
+
+
+def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float = 1.0, top: int = 5,
+           fixed: Optional[dict] = None) -> list[TrainingEstimate]:
+    """The fastest layouts that fit, best first. `fixed` pins any of tp, pp,
+    cp, ep, dp, micro_batch, vpp, recompute, zero, sp."""
+    check_setup(setup)
+    fixed = dict(fixed or {})
+    m = setup.model
+    domain = system.nvlink_domain_gpus
+    ctx = _Ctx(setup, gpu, system, fabric, oversubscription)
+    cap = gpu.hbm_bytes
+    seqs = setup.global_batch_seqs
+
+    def opts(name, default):
+        return [fixed[name]] if fixed.get(name) is not None else default
+
+    tps = opts("tp", [t for t in _divisors(domain) if m.heads % t == 0 and t <= gpus])
+    cps = opts("cp", [c for c in (1, 2, 4, 8, 16, 32) if setup.seq_len // c >= 2048 or c == 1])
+    pps = opts("pp", _pp_options(m.layers, gpus) if setup.stack.pipeline else [1])
+    eps = opts("ep", [e for e in _divisors(m.experts) if e <= gpus] if m.is_moe else [1])
+    mbs = opts("micro_batch", list(SEARCH_MICRO_BATCHES))
+    vpps = opts("vpp", list(SEARCH_VPP) if setup.stack.interleaved else [1])
+    recs = opts("recompute", ["none", "selective", "full"])
+    zeros = opts("zero", [1, 2, 3])
+    sps = opts("sp", [setup.stack.sequence_parallel])
+    results: list[TrainingEstimate] = []
+    best_fail: Optional[TrainingEstimate] = None
+    for tp in tps:
+        for cp in cps:
+            for pp in pps:
+                if gpus % (tp * cp * pp):
+                    continue
+                dp = gpus // (tp * cp * pp)
+                if fixed.get("dp") is not None and dp != fixed["dp"]:
+                    continue
+                if m.heads % tp or pp > m.layers:
+                    continue
+                for ep in eps:
+                    if ep > 1 and ((dp * tp) % ep or m.experts % ep):
+                        continue
+                    for mb in mbs:
+                        if mb > 1 and dp * mb > seqs and fixed.get("micro_batch") is None:
+                            continue
+                        for vpp in (vpps if pp > 1 else [1]):
+                            if vpp > 1 and (pp * vpp > m.layers or math.ceil(seqs / (dp * mb)) < pp):
+                                continue
+                            for sp in (sps if tp > 1 else [False]):
+                                found = False
+                                for zero in zeros:
+                                    for rec in recs:
+                                        p = ParallelConfig(tp=tp, pp=pp, cp=cp, ep=ep, dp=dp, micro_batch=mb,
+                                                           vpp=vpp, sp=sp, recompute=rec, zero=zero)
+                                        dl = ctx.layer(False, p)[0] if stage_layers(m, p)[0] > stage_layers(m, p)[1] else None
+                                        ml = ctx.layer(True, p)[0] if stage_layers(m, p)[1] else None
+                                        mem = memory_per_gpu(setup, p, dl, ml)
+                                        if mem.total > cap:
+                                            if best_fail is None or mem.total < best_fail.memory_per_gpu_bytes:
+                                                best_fail = _evaluate(ctx, p, mem)
+                                            continue
+                                        results.append(_evaluate(ctx, p, mem))
+                                        found = True
+                                        break   # lighter recompute fits: heavier ones are slower
+                                    if found and fixed.get("zero") is None:
+                                        break   # lowest ZeRO stage that fits
+    if not results:
+        if best_fail is not None:
+            raise InputError(
+                f"no layout of {m.name} fits on {gpus} x {gpu.name}: the smallest needs "
+                f"{best_fail.memory_per_gpu_bytes / 2**30:.1f} GiB per GPU of {cap / 2**30:.1f} GiB",
+                "parallelism search", "use more GPUs, a GPU with more memory, or a shorter sequence")
+        raise InputError(f"no valid layout of {m.name} on {gpus} GPUs", "parallelism search",
+                         "use a GPU count divisible by the tensor/pipeline sizes (e.g. a multiple of 8)")
+    results.sort(key=lambda e: e.step_time_s)
+    return results[:top]
+
+
+# ---------------------------------------------------------------------------
+# The API other layers call
+# ---------------------------------------------------------------------------
+
+DEFAULT_BATCH_TOKENS = 4 * 1024 * 1024   # Llama 2 / Llama 1: 4M tokens per step
+
+
+@lru_cache(maxsize=4096)
+def estimate_training(model: ModelSpec, gpu, system, fabric, gpus: int, seq_len: int = 8192,
+                      global_batch_tokens: Optional[float] = None, precision: str = "bf16",
+                      parallel: Optional[ParallelConfig] = None, oversubscription: float = 1.0,
+                      kind: str = "pretrain", lora_rank: int = 16, doc_tokens: Optional[int] = None,
+                      packing: bool = True, stack: str = "modern", tiers_spanned: Optional[int] = None
+                      ) -> TrainingEstimate:
+    """Steady-state estimate of one training job (see the module docstring).
+    tiers_spanned > 1 (a placement over several switch tiers) is folded into
+    oversubscription by the caller; it is accepted for cache keys."""
+    if gpus < 1:
+        raise InputError(f"{gpus} GPUs", "gpus", "use 1 or more GPUs")
+    batch_tokens = global_batch_tokens or max(DEFAULT_BATCH_TOKENS, seq_len)
+    seqs = max(1, round(batch_tokens / seq_len))
+    setup = Setup(model=model, seq_len=int(seq_len), global_batch_seqs=seqs, precision=precision, kind=kind,
+                  lora_rank=lora_rank, doc_tokens=doc_tokens, packing=packing, stack=get_stack(stack))
+    if parallel is None:
+        return search(setup, gpu, system, fabric, gpus, oversubscription, top=1)[0]
+    check_parallel(model, parallel, gpus, system.nvlink_domain_gpus)
+    return evaluate(setup, parallel, gpu, system, fabric, oversubscription)
+
+
+def training_time_s(est: TrainingEstimate, tokens: float) -> float:
+    """Seconds of steady-state training on `tokens` tokens."""
+    return tokens / est.tokens_per_s
+
+
+def estimate_finetune(model: ModelSpec, gpu, system, fabric, gpus: int, tokens: float, kind: str = "sft",
+                      lora_rank: int = 16, seq_len: int = 4096, global_batch_tokens: Optional[float] = None,
+                      doc_tokens: Optional[int] = None, packing: bool = True, precision: str = "bf16",
+                      oversubscription: float = 1.0) -> tuple[TrainingEstimate, float]:
+    """(estimate, seconds) of fine-tuning (`sft` or `lora`) on `tokens`.
+    Fine-tuning batches default to 1M tokens (typical SFT recipes use
+    0.5-2M-token batches)."""
+    if kind not in ("sft", "lora"):
+        raise InputError(f"unknown fine-tuning kind {kind!r}", "kind", "use sft or lora")
+    est = estimate_training(model, gpu, system, fabric, gpus, seq_len=seq_len,
+                            global_batch_tokens=global_batch_tokens or max(seq_len, 2**20),
+                            precision=precision, kind=kind, lora_rank=lora_rank, doc_tokens=doc_tokens,
+                            packing=packing, oversubscription=oversubscription)
+    return est, training_time_s(est, tokens)
+
+
+def typical_system(catalog, gpu_name: str, where: str = "gpu"):
+    """(GPU, system) for a GPU name: the catalog system built around that GPU
+    (DGX first, then HGX, then any), or, for a GPU no system carries (e.g.
+    a100-40gb), the system of the same architecture and NVLink generation
+    with that GPU in it. The one place gpusim maps a GPU to its system."""
+    gpu = catalog.gpu(gpu_name, where)
+
+    def rank(s):
+        return (0 if s.name.startswith("dgx") else 1 if s.name.startswith("hgx") else 2, s.name)
+
+    own = sorted((s for s in catalog.systems.values() if s.gpu == gpu.name), key=rank)
+    if own:
+        return gpu, own[0]
+    kin = sorted((s for s in catalog.systems.values()
+                  if catalog.gpus[s.gpu].architecture == gpu.architecture
+                  and catalog.gpus[s.gpu].nvlink_gbps_bidir == gpu.nvlink_gbps_bidir), key=rank)
+    if not kin:
+        raise InputError(f"no system in the catalog carries GPU {gpu.name!r}", where,
+                         "name a system with --system or add one to a catalog file")
+    return gpu, kin[0].model_copy(update={"gpu": gpu.name})

@@ -1,0 +1,944 @@
+"""The cluster engine: jobs meet the cluster in SimPy time.
+
+Only job-level events exist: submit, start, finish, preemption, failure,
+repair, cancel, autoscale decisions and sampling ticks. A job's run time
+comes from its fixed duration or from the performance models for the
+placement it actually got (sim/placement.py), never from one event per
+step; checkpoints are accounted in closed form (sim/failures.py). Every
+event is a SimPy Timeout with a callback (no generator process per job),
+so the event heap holds only what is pending: the next arrival, running
+jobs' finishes, and a few periodic ticks.
+
+Per event the engine does bounded work: placement and release through the
+indexes of sim/cluster.py (O(nodes of the job x levels)), queue operations
+through sim/scheduler.py (O(log n)), a backfill pass over at most
+``backfill_window`` waiting jobs, and a reservation walk over running jobs
+by end time only when the blocked head job changes or the cluster changed
+unexpectedly (failure, preemption, autoscaling).
+
+``simulate(scenario, catalogs, progress)`` is the whole run: jobs from the
+workloads (trace loaders, sim/generators.py), fleets (sim/fleet.py) and
+request-level simulations (sim/requests.py), then the engine, then raw
+results that sim/outputs.py turns into tables and the summary.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+import simpy
+from simpy.events import Timeout
+from sortedcontainers import SortedList
+
+from sim.cluster import DOWN, UP, IndexedSet, Level, PoolState
+from sim.failures import causes as failure_causes, wall_time, work_done
+from sim.metrics import Demand
+from sim.placement import Placement, WorkTimer, ideal_tiers
+from sim.scheduler import DEFAULT_BACKFILL_WINDOW, make_queue
+from workloads.errors import InputError
+from workloads.jobs import Job
+
+INF = math.inf
+PENDING, WAITING, QUEUED, RUNNING, COMPLETED, CANCELLED = range(6)
+STATE_NAMES = {QUEUED: "queued", RUNNING: "running", COMPLETED: "completed", CANCELLED: "cancelled",
+               WAITING: "waiting", PENDING: "pending"}
+TIER_NAMES = ("nvlink", "leaf", "spine", "core")
+
+PREEMPT_SCAN_LIMIT = 10000
+"""Running jobs one preemption decision may consider as victims (bounds
+the work of a decision on a huge cluster)."""
+
+PROGRESS_EVERY_S = 1.0
+"""Wall seconds between progress reports."""
+
+
+# ------------------------------------------------------------------ inputs
+@dataclass
+class PoolInfo:
+    """One pool as the generators and duration models see it."""
+    name: str
+    system: Any            # hardware.catalog.System
+    gpu: Any               # hardware.catalog.GPU
+    fabric: Any            # hardware.catalog.Fabric
+    nodes: int             # active nodes (spares excluded)
+    gpus_per_node: int
+    spare_nodes: int = 0
+    levels: list = field(default_factory=list)
+    oversubscription: tuple = (1.0, 1.0, 1.0, 1.0)   # per tier spanned (nvlink, leaf, spine, core)
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+@dataclass
+class WorkloadContext:
+    """What a job generator gets for one scenario workload.
+
+    rng is seeded from (scenario seed, workload index): draw every random
+    number from it. pool is the pool the workload's jobs run in (its
+    `pool:` key, else the largest). estimate_s(job) is the job's duration in
+    seconds on the best placement for its size (same models and cache the
+    engine uses), for sizing decisions such as deadlines."""
+    scenario: Any
+    catalogs: Any
+    workload: Any
+    index: int
+    rng: Any
+    horizon_s: float
+    pools: dict
+    pool: PoolInfo
+    estimate_s: Optional[Callable[[Any], float]] = None
+
+
+class Run:
+    """Engine state of one job (or one inference replica)."""
+    __slots__ = ("i", "job", "gpus", "pools", "est_s", "tenant", "priority", "dkey", "family", "state",
+                 "submit_s", "start_s", "end_s", "pool", "nodes", "per_node", "alloc", "run_start", "run_over",
+                 "run_D", "end_at", "progress", "pending_over", "gen", "gpu_s", "lost_s", "restarts",
+                 "preemptions", "deps", "qkey", "fleet", "tiers", "checkpointable", "ready")
+
+    def __init__(self, i: int, job: Job, pools: tuple, dkey: int):
+        self.i = i
+        self.job = job
+        self.gpus = job.gpus
+        self.pools = pools
+        self.est_s = 0.0
+        self.tenant = job.tenant
+        self.priority = job.priority
+        self.dkey = dkey
+        self.family = job.family
+        self.state = PENDING
+        self.submit_s = None
+        self.start_s = None
+        self.end_s = None
+        self.pool = -1
+        self.nodes = None
+        self.per_node = 0
+        self.alloc = 0
+        self.run_start = 0.0
+        self.run_over = 0.0
+        self.run_D = 0.0
+        self.end_at = 0.0
+        self.progress = 0.0
+        self.pending_over = 0.0
+        self.gen = 0
+        self.gpu_s = 0.0
+        self.lost_s = 0.0
+        self.restarts = 0
+        self.preemptions = 0
+        self.deps = 0
+        self.qkey = None
+        self.fleet = None
+        self.tiers = -1
+        self.checkpointable = job.checkpointable
+        self.ready = False
+
+    @property
+    def seq(self) -> int:
+        return self.i
+
+
+@dataclass
+class Reservation:
+    """Where and when the blocked head job will start (EASY backfill)."""
+    pool: int
+    shadow: float
+    single: bool = True
+    node: int = -1
+    node_free: int = 0
+    extra: int = 0
+    later: set = field(default_factory=set)
+
+
+@dataclass
+class PoolRT:
+    info: PoolInfo
+    state: PoolState
+
+
+# ------------------------------------------------------------------ engine
+class Engine:
+    """One simulation: build it with pools, jobs and fleets, call run()."""
+
+    def __init__(self, pools: list[PoolInfo], jobs: list[Job], fleets: list | None = None, *, scheduler=None,
+                 failures=None, horizon_s: float, sample_interval_s: float = 3600.0, seed: int = 0,
+                 timer: WorkTimer | None = None, progress: Callable | None = None, pue: float = 1.3,
+                 fixed_duration_only: bool = False):
+        from sim.scenario import SchedulerSpec, FailuresSpec
+
+        self.env = simpy.Environment()
+        self.horizon = float(horizon_s)
+        self.interval = float(sample_interval_s)
+        self.sched = scheduler or SchedulerSpec()
+        self.policy = self.sched.policy
+        self.backfill = self.policy == "backfill" or bool(getattr(self.sched, "backfill", None))
+        self.window = int(getattr(self.sched, "backfill_window", None) or DEFAULT_BACKFILL_WINDOW)
+        self.preemption = bool(self.sched.preemption)
+        self.topology = self.sched.placement == "topology"
+        self.failures = failures if (failures is not None and failures.enabled) else None
+        fdefaults = failures or FailuresSpec()
+        self.ckpt_interval = fdefaults.checkpoint_interval if self.failures else INF
+        self.ckpt_cost = fdefaults.checkpoint_cost if self.failures else 0.0
+        self.preempt_over = fdefaults.checkpoint_cost + fdefaults.restart_delay
+        self.restart_delay = fdefaults.restart_delay
+        self.seed = seed
+        self.timer = timer or WorkTimer()
+        self.progress_fn = progress
+        self.pue = pue
+        # pools
+        self.pools: list[PoolRT] = []
+        for i, info in enumerate(pools):
+            st = PoolState(i, info.name, info.gpus_per_node, info.nodes, info.spare_nodes, info.levels)
+            self.pools.append(PoolRT(info, st))
+        self.pool_index = {p.info.name: i for i, p in enumerate(self.pools)}
+        self.nominal_gpus = sum(p.info.nodes * p.info.gpus_per_node for p in self.pools)
+        # accounting
+        self.demand = Demand()
+        self.allocated = 0
+        self.fam_alloc: dict[str, int] = {}
+        self.tenant_alloc: dict[str, int] = {}
+        self.pool_alloc = [0] * len(self.pools)
+        self.pool_gpu_s = [0.0] * len(self.pools)
+        self.queued_jobs = 0
+        self.queued_gpus = 0
+        self.events = 0
+        self.counts = {"submitted": 0, "started": 0, "completed": 0, "preemptions": 0, "failures": 0,
+                       "failures_hitting_jobs": 0, "repairs": 0, "cancelled": 0, "backfilled": 0,
+                       "scale_ups": 0, "scale_downs": 0, "reservations": 0}
+        self.failure_causes: dict[str, int] = {}
+        self.tier_starts = [0, 0, 0, 0]
+        self.util_rows: list = []
+        self.util_frag: list = []
+        # jobs
+        self.queue = make_queue(self.sched, self.tenant_alloc)
+        order = sorted(range(len(jobs)), key=lambda k: jobs[k].submit_s)
+        self.runs: list[Run] = []
+        all_pools = tuple(range(len(self.pools)))
+        dkeys = {}
+        for k in order:
+            job = jobs[k]
+            if job.pool is not None:
+                if job.pool not in self.pool_index:
+                    from workloads.errors import unknown_name
+                    raise unknown_name("pool", job.pool, self.pool_index, f"job {job.job_id!r}")
+                pools_ok = (self.pool_index[job.pool],)
+            else:
+                pools_ok = all_pools
+            dk = dkeys.get((job.family, job.kind))
+            if dk is None:
+                dk = dkeys[(job.family, job.kind)] = self.demand.key(job.family, job.kind)
+            run = Run(len(self.runs), job, pools_ok, dk)
+            self.runs.append(run)
+            self.fam_alloc.setdefault(job.family, 0)
+        self.n_jobs = len(self.runs)
+        self._check_fit()
+        # dependencies
+        self.dependents: dict[int, list[int]] = {}
+        if any(r.job.after for r in self.runs):
+            ids = {r.job.job_id: r.i for r in self.runs}
+            for r in self.runs:
+                for dep in r.job.after:
+                    j = ids.get(dep)
+                    if j is None:
+                        raise InputError(f"job {r.job.job_id!r} waits for unknown job {dep!r}", "job after",
+                                         "name a job of the scenario")
+                    r.deps += 1
+                    self.dependents.setdefault(j, []).append(r.i)
+        # fleets
+        self.fleets = list(fleets or [])
+        for f in self.fleets:
+            f.dkey = self.demand.key("inference", "serving")
+            self.fam_alloc.setdefault("inference", 0)
+        # indexes used by backfill, preemption and failures
+        self.by_end = [SortedList() for _ in self.pools] if self.backfill else None
+        self.by_prio: dict[int, IndexedSet] | None = {} if self.preemption else None
+        self.prio_alloc: dict[int, int] = {}
+        need_nodes = self.preemption or self.failures is not None
+        self.node_jobs = [[[] for _ in range(p.state.n)] for p in self.pools] if need_nodes else None
+        # scheduling state
+        self._next = 0
+        self._dirty = True
+        self._blocked = None
+        self._new: list[Run] = []
+        self._res: Reservation | None = None
+        self._res_key = None
+        self._res_version = 0
+        self._wall0 = None
+        self._last_progress = 0.0
+        self.rng = np.random.default_rng([seed, 1])
+        self.causes = []
+        if self.failures is not None:
+            total_gpus = sum(p.state.n * p.state.gpn for p in self.pools)
+            total_nodes = sum(p.state.n for p in self.pools)
+            self.causes = failure_causes(self.failures, total_gpus, total_nodes)
+        self.fail_rate = sum(c.rate_per_s for c in self.causes)
+        if self.policy == "sjf":
+            for r in self.runs:
+                r.est_s = self.estimate(r.job)
+
+    # -------------------------------------------------------------- checks
+    def _check_fit(self) -> None:
+        """A job that can never fit the cluster is an input error."""
+        for r in self.runs:
+            ok = False
+            for p in r.pools:
+                st = self.pools[p].state
+                if r.gpus <= st.active_nodes * st.gpn and st.nodes_for(r.gpus) <= st.active_nodes:
+                    ok = True
+                    break
+            if not ok:
+                where = self.pools[r.pools[0]].info.name if len(r.pools) == 1 else "any pool"
+                biggest = max(self.pools[p].state.active_nodes * self.pools[p].state.gpn for p in r.pools)
+                raise InputError(f"job {r.job.job_id!r} asks for {r.gpus} GPUs but {where} has {biggest}",
+                                 f"job {r.job.job_id}" + (f" (workload {r.job.workload})" if r.job.workload else ""),
+                                 "ask for fewer GPUs or add nodes")
+
+    def placement(self, p: int, gpus: int, nodes: tuple, tiers: int) -> Placement:
+        info = self.pools[p].info
+        return Placement(pool=info.name, system=info.system, gpu=info.gpu, fabric=info.fabric, gpus=gpus,
+                         nodes=nodes, tiers_spanned=tiers, oversubscription=info.oversubscription[tiers])
+
+    def estimate(self, job: Job, pool: int | None = None) -> float:
+        """Duration of a job at the tightest placement of its first pool."""
+        if job.duration_s is not None:
+            return float(job.duration_s)
+        if pool is None:
+            pool = self.pool_index[job.pool] if job.pool is not None else 0
+        st = self.pools[pool].state
+        k = st.nodes_for(job.gpus)
+        tiers = ideal_tiers(st, job.gpus)
+        return self.timer.seconds(job, self.placement(pool, job.gpus, tuple(range(k)), tiers))
+
+    # ------------------------------------------------------------ plumbing
+    def _at(self, delay: float, fn, value=None) -> None:
+        ev = Timeout(self.env, delay, value)
+        ev.callbacks.append(fn)
+
+    def run(self) -> "Engine":
+        env = self.env
+        self._wall0 = time.perf_counter()
+        if self.runs:
+            first = self.runs[0].job.submit_s
+            if first < self.horizon:
+                self._at(max(0.0, first), self._on_arrival)
+        for k, f in enumerate(self.fleets):
+            if f.start_s < self.horizon:
+                self._at(f.start_s, self._on_fleet_tick, k)
+        if self.fail_rate > 0:
+            self._at(self.rng.exponential(1.0 / self.fail_rate), self._on_failure)
+        self._at(0.0, self._on_sample, 0)
+        env.run(until=self.horizon)
+        self._finalize()
+        return self
+
+    @property
+    def wall_s(self) -> float:
+        return time.perf_counter() - self._wall0 if self._wall0 is not None else 0.0
+
+    # ------------------------------------------------------------- arrivals
+    def _on_arrival(self, ev) -> None:
+        now = self.env.now
+        runs, k, n = self.runs, self._next, self.n_jobs
+        while k < n and runs[k].job.submit_s <= now:
+            r = runs[k]
+            k += 1
+            if r.deps:
+                r.state = WAITING
+            else:
+                self._submit(r, now)
+            c = r.job.cancel_s
+            if c is not None:
+                self._at(max(0.0, c - now), self._on_cancel, r.i)
+        self._next = k
+        if k < n and runs[k].job.submit_s < self.horizon:
+            self._at(runs[k].job.submit_s - now, self._on_arrival)
+        self._schedule()
+
+    def _submit(self, r: Run, now: float) -> None:
+        r.state = QUEUED
+        r.submit_s = now
+        self.queue.push(r)
+        self.queued_jobs += 1
+        self.queued_gpus += r.gpus
+        self.demand.change(r.dkey, now, r.gpus, 0)
+        self.counts["submitted"] += 1
+        self.events += 1
+        self._new.append(r)
+
+    def _on_cancel(self, ev) -> None:
+        r = self.runs[ev._value]
+        now = self.env.now
+        if r.state == QUEUED:
+            self.queue.remove(r)
+            self.queued_jobs -= 1
+            self.queued_gpus -= r.gpus
+            self.demand.change(r.dkey, now, -r.gpus, 0)
+        elif r.state == WAITING:
+            r.submit_s = now
+        else:
+            return
+        r.state = CANCELLED
+        r.end_s = now
+        self.counts["cancelled"] += 1
+        self.events += 1
+        self._schedule()
+
+    # ----------------------------------------------------------- scheduling
+    def _schedule(self) -> None:
+        q = self.queue
+        runs = self.runs
+        if not self._dirty and self._blocked is not None:
+            h = q.head()
+            if h == self._blocked:
+                # only submissions since the blocked pass: they are the only new candidates
+                new, self._new = self._new, []
+                if self.backfill and new:
+                    head = runs[h]
+                    res = self._reservation(head)
+                    for r in new:
+                        if r.state == QUEUED and r.i != h:
+                            self._backfill_one(r, head, res)
+                return
+        self._dirty = False
+        self._new = []
+        while True:
+            h = q.head()
+            if h is None:
+                self._blocked = None
+                return
+            run = runs[h]
+            if self._try_start(run):
+                continue
+            if self.preemption and self._preempt_for(run):
+                continue
+            self._blocked = h
+            if self.backfill and len(q) > 1:
+                self._backfill(run)
+            return
+
+    def _try_start(self, r: Run) -> bool:
+        pools = self.pools
+        for p in r.pools:
+            st = pools[p].state
+            if st.fits(r.gpus):
+                alloc = st.allocate(r.gpus, self.topology)
+                self.queue.remove(r)
+                self._start(r, p, alloc[0], alloc[1])
+                return True
+        return False
+
+    def _duration(self, r: Run, p: int, nodes: tuple) -> float:
+        job = r.job
+        st = self.pools[p].state
+        tiers = st.tiers(nodes)
+        r.tiers = tiers
+        if job.duration_s is not None:
+            return job.duration_s
+        return self.timer.seconds(job, self.placement(p, job.gpus, nodes, tiers))
+
+    def _wall(self, r: Run, D: float) -> float:
+        remaining = (1.0 - r.progress) * D
+        if r.checkpointable:
+            return wall_time(remaining, r.pending_over, self.ckpt_interval, self.ckpt_cost)
+        return wall_time(remaining, r.pending_over, INF, 0.0)
+
+    def _start(self, r: Run, p: int, nodes: tuple, per: int, D: float | None = None) -> None:
+        now = self.env.now
+        if D is None:
+            D = self._duration(r, p, nodes)
+        wall = self._wall(r, D)
+        a = len(nodes) * per
+        r.pool = p
+        r.nodes = nodes
+        r.per_node = per
+        r.alloc = a
+        r.run_D = D
+        r.run_over = r.pending_over
+        r.pending_over = 0.0
+        r.run_start = now
+        r.end_at = now + wall
+        if r.start_s is None:
+            r.start_s = now
+        r.state = RUNNING
+        r.gen += 1
+        ev = Timeout(self.env, wall, (r.i, r.gen))
+        ev.callbacks.append(self._on_finish)
+        self._account_start(r, p, a, now)
+        self.queued_jobs -= 1
+        self.queued_gpus -= r.gpus
+        self.demand.change(r.dkey, now, 0, r.gpus)
+        if self.by_end is not None:
+            self.by_end[p].add((r.end_at, r.i))
+        if r.tiers >= 0:
+            self.tier_starts[min(r.tiers, 3)] += 1
+        self.counts["started"] += 1
+        self.events += 1
+
+    def _account_start(self, r: Run, p: int, a: int, now: float) -> None:
+        self.allocated += a
+        self.pool_alloc[p] += a
+        self.fam_alloc[r.family] += a
+        self.tenant_alloc[r.tenant] = self.tenant_alloc.get(r.tenant, 0) + a
+        if self.by_prio is not None:
+            s = self.by_prio.get(r.priority)
+            if s is None:
+                s = self.by_prio[r.priority] = IndexedSet()
+            s.add(r.i)
+            self.prio_alloc[r.priority] = self.prio_alloc.get(r.priority, 0) + a
+        if self.node_jobs is not None:
+            nj = self.node_jobs[p]
+            for node in r.nodes:
+                nj[node].append(r.i)
+
+    def _release(self, r: Run, now: float) -> None:
+        p = r.pool
+        self.pools[p].state.release(r.nodes, r.per_node)
+        a = r.alloc
+        used = a * (now - r.run_start)
+        r.gpu_s += used
+        self.pool_gpu_s[p] += used
+        self.allocated -= a
+        self.pool_alloc[p] -= a
+        self.fam_alloc[r.family] -= a
+        self.tenant_alloc[r.tenant] -= a
+        if self.by_end is not None and r.fleet is None:
+            self.by_end[p].remove((r.end_at, r.i))
+        if self.by_prio is not None:
+            self.by_prio[r.priority].remove(r.i)
+            self.prio_alloc[r.priority] -= a
+        if self.node_jobs is not None:
+            nj = self.node_jobs[p]
+            for node in r.nodes:
+                nj[node].remove(r.i)
+        r.nodes = None
+        self._dirty = True
+
+    def _on_finish(self, ev) -> None:
+        i, gen = ev._value
+        r = self.runs[i]
+        if r.gen != gen or r.state != RUNNING:
+            return
+        now = self.env.now
+        self._release(r, now)
+        r.state = COMPLETED
+        r.end_s = now
+        r.progress = 1.0
+        self.demand.change(r.dkey, now, -r.gpus, -r.gpus)
+        self.counts["completed"] += 1
+        self.events += 1
+        deps = self.dependents.get(i)
+        if deps:
+            for j in deps:
+                d = self.runs[j]
+                d.deps -= 1
+                if d.deps == 0 and d.state == WAITING:
+                    self._submit(d, now)
+        self._schedule()
+
+    # ------------------------------------------------------------- backfill
+    def _reservation(self, head: Run) -> Reservation:
+        key = (head.i, self._res_version)
+        if self._res is not None and self._res_key == key:
+            return self._res
+        best = None
+        for p in head.pools:
+            res = self._reserve_in(p, head)
+            if best is None or res.shadow < best.shadow:
+                best = res
+        self._res, self._res_key = best, key
+        self.counts["reservations"] += 1
+        return best
+
+    def _reserve_in(self, p: int, head: Run) -> Reservation:
+        st = self.pools[p].state
+        gpn, free, status = st.gpn, st.free, st.status
+        runs = self.runs
+        g = head.gpus
+        hyp: dict[int, int] = {}
+        if g <= gpn:
+            for end, j in self.by_end[p]:
+                v = runs[j]
+                per = v.per_node
+                for node in v.nodes:
+                    if status[node] != UP:
+                        continue
+                    f = hyp.get(node, free[node]) + per
+                    hyp[node] = f
+                    if f >= g:
+                        return Reservation(p, end, True, node, f)
+            return Reservation(p, INF)
+        k = -(-g // gpn)
+        wf = st.whole_free
+        later: set = set()
+        for end, j in self.by_end[p]:
+            v = runs[j]
+            per = v.per_node
+            for node in v.nodes:
+                if status[node] != UP:
+                    continue
+                f = hyp.get(node, free[node]) + per
+                hyp[node] = f
+                if f == gpn:
+                    wf += 1
+                    later.add(node)
+            if wf >= k:
+                return Reservation(p, end, False, extra=wf - k, later=later)
+        return Reservation(p, INF, False)
+
+    def _backfill(self, head: Run) -> None:
+        res = self._reservation(head)
+        runs = self.runs
+        pools = self.pools
+        # cheap bound: nothing can start when no pool has a free GPU
+        if not any(pools[p].state.free_gpus for p in range(len(pools))):
+            return
+        for j in list(self.queue.candidates(self.window)):
+            r = runs[j]
+            if r.state == QUEUED:
+                self._backfill_one(r, head, res)
+
+    def _backfill_one(self, r: Run, head: Run, res: Reservation) -> bool:
+        pools = self.pools
+        now = self.env.now
+        for p in r.pools:
+            st = pools[p].state
+            if not st.fits(r.gpus):
+                continue
+            nodes, per = st.allocate(r.gpus, self.topology)
+            D = self._duration(r, p, nodes)
+            ok = True
+            if p == res.pool and res.shadow < INF and now + self._wall(r, D) > res.shadow:
+                if res.single:
+                    if res.node in nodes:
+                        ok = res.node_free - per >= head.gpus
+                        if ok:
+                            res.node_free -= per
+                else:
+                    gpn, free = st.gpn, st.free
+                    used = [n for n in nodes if free[n] + per == gpn or n in res.later]
+                    ok = len(used) <= res.extra
+                    if ok:
+                        res.extra -= len(used)
+                        for n in used:
+                            res.later.discard(n)
+            if not ok:
+                st.release(nodes, per)
+                continue
+            self.queue.remove(r)
+            self._start(r, p, nodes, per, D)
+            self.counts["backfilled"] += 1
+            return True
+        return False
+
+    # ----------------------------------------------------------- preemption
+    def _victims(self, p: int, gpus: int, prio: int) -> list[int] | None:
+        """Running jobs of priority < prio in pool p whose eviction lets a
+        gang of `gpus` start: lowest priority first, most recent start
+        first; None if evicting them all would not be enough."""
+        by_prio = self.by_prio
+        if not by_prio:
+            return None
+        lower = sorted(q for q in by_prio if q < prio and by_prio[q].items)
+        if not lower:
+            return None
+        st = self.pools[p].state
+        if sum(self.prio_alloc[q] for q in lower) + st.free_gpus < gpus:
+            return None
+        gpn, free, status = st.gpn, st.free, st.status
+        runs = self.runs
+        single = gpus <= gpn
+        k = st.nodes_for(gpus)
+        wf = st.whole_free
+        hyp: dict[int, int] = {}
+        chosen: set = set()
+        whole: list[int] = []
+        scanned = 0
+        nj = self.node_jobs[p]
+        for q in lower:
+            items = by_prio[q].items
+            for idx in range(len(items) - 1, -1, -1):
+                j = items[idx]
+                v = runs[j]
+                if v.pool != p:
+                    continue
+                scanned += 1
+                if scanned > PREEMPT_SCAN_LIMIT:
+                    return None
+                chosen.add(j)
+                for node in v.nodes:
+                    if status[node] != UP:
+                        continue
+                    f = hyp.get(node, free[node]) + v.per_node
+                    hyp[node] = f
+                    if single and f >= gpus:
+                        return [x for x in nj[node] if x in chosen]
+                    if not single and f == gpn:
+                        wf += 1
+                        whole.append(node)
+                if not single and wf >= k:
+                    out: list[int] = []
+                    seen: set = set()
+                    for node in whole[:k - st.whole_free]:
+                        for x in nj[node]:
+                            if x not in seen:
+                                seen.add(x)
+                                out.append(x)
+                    return out
+        return None
+
+    def _preempt_for(self, r: Run) -> bool:
+        for p in r.pools:
+            victims = self._victims(p, r.gpus, r.priority)
+            if victims:
+                now = self.env.now
+                for j in victims:
+                    self._evict(self.runs[j], now)
+                self._res_version += 1
+                if self._try_start(r):
+                    return True
+        return False
+
+    def _evict(self, v: Run, now: float) -> None:
+        self.counts["preemptions"] += 1
+        self.events += 1
+        if v.fleet is not None:
+            v.preemptions += 1
+            self._end_replica(v, now)
+            return
+        self._interrupt(v, now, failure=False)
+
+    def _interrupt(self, r: Run, now: float, failure: bool) -> None:
+        """Stop a running job (failure or preemption) and put it back in the queue."""
+        e = now - r.run_start
+        interval, cost = (self.ckpt_interval, self.ckpt_cost) if r.checkpointable else (INF, 0.0)
+        done, saved, last_ckpt = work_done(e, r.run_over, interval, cost)
+        a = r.alloc
+        D = r.run_D
+        self._release(r, now)
+        if failure:
+            r.restarts += 1
+            if r.checkpointable:
+                if D > 0:
+                    r.progress += saved / D
+                r.lost_s += a * (e - last_ckpt)
+            else:
+                r.lost_s += a * e
+                r.progress = 0.0
+            r.pending_over = self.restart_delay
+        else:
+            r.preemptions += 1
+            if r.checkpointable:
+                if D > 0:
+                    r.progress += done / D
+                r.pending_over = self.preempt_over
+            else:
+                r.lost_s += a * e
+                r.progress = 0.0
+                r.pending_over = self.restart_delay
+        r.progress = min(r.progress, 1.0)
+        r.gen += 1
+        r.state = QUEUED
+        self.queue.push(r)
+        self.queued_jobs += 1
+        self.queued_gpus += r.gpus
+        self.demand.change(r.dkey, now, 0, -r.gpus)
+
+    # ------------------------------------------------------------- failures
+    def _on_failure(self, ev) -> None:
+        now = self.env.now
+        rng = self.rng
+        x = rng.random() * self.fail_rate
+        cause = self.causes[-1]
+        for c in self.causes:
+            x -= c.rate_per_s
+            if x < 0:
+                cause = c
+                break
+        weights = [p.state.n * p.state.gpn for p in self.pools]
+        y = rng.random() * sum(weights)
+        p = len(weights) - 1
+        for k, w in enumerate(weights):
+            y -= w
+            if y < 0:
+                p = k
+                break
+        node = int(rng.integers(self.pools[p].state.n))
+        self._fail_node(p, node, cause, now)
+        self._at(rng.exponential(1.0 / self.fail_rate), self._on_failure)
+
+    def _fail_node(self, p: int, node: int, cause, now: float) -> None:
+        st = self.pools[p].state
+        self.counts["failures"] += 1
+        self.failure_causes[cause.name] = self.failure_causes.get(cause.name, 0) + 1
+        self.events += 1
+        victims = list(self.node_jobs[p][node])
+        if victims:
+            self.counts["failures_hitting_jobs"] += 1
+        for j in victims:
+            v = self.runs[j]
+            if v.fleet is not None:
+                v.restarts += 1
+                self._end_replica(v, now)
+            else:
+                self._interrupt(v, now, failure=True)
+        if cause.repair_s > 0 and st.status[node] != DOWN:
+            was_spare = st.status[node] != UP
+            st.node_down(node)
+            spare = None if was_spare else st.activate_spare()
+            self._at(cause.repair_s, self._on_repair, (p, node, was_spare or spare is not None))
+        self._res_version += 1
+        self._dirty = True
+        self._schedule()
+
+    def _on_repair(self, ev) -> None:
+        p, node, as_spare = ev._value
+        self.pools[p].state.node_repaired(node, as_spare)
+        self.counts["repairs"] += 1
+        self.events += 1
+        self._res_version += 1
+        self._dirty = True
+        self._schedule()
+
+    # --------------------------------------------------------------- fleets
+    def _on_fleet_tick(self, ev) -> None:
+        k = ev._value
+        f = self.fleets[k]
+        now = self.env.now
+        need = f.replicas_at(now)
+        f.needed = need
+        live = len(f.live)
+        changed = False
+        if need > live:
+            for _ in range(need - live):
+                if not self._start_replica(f, now):
+                    break
+                changed = True
+                self.counts["scale_ups"] += 1
+        elif need < live:
+            for _ in range(live - need):
+                self._end_replica(self.runs[f.live[-1]], now)
+                self.counts["scale_downs"] += 1
+            changed = True
+        f.peak_replicas = max(f.peak_replicas, len(f.live))
+        self._fleet_demand(f, now)
+        self.events += 1
+        nxt = now + f.workload.autoscaler.interval
+        if now < f.end_s:
+            nxt = min(nxt, f.end_s)
+            if nxt < self.horizon:
+                self._at(nxt - now, self._on_fleet_tick, k)
+        if changed:
+            self._res_version += 1
+            self._dirty = True
+            self._schedule()
+
+    def _fleet_demand(self, f, now: float) -> None:
+        rg = f.replica_gpus
+        self.demand.set(f.dkey, now, f.needed * rg, min(f.ready, f.needed) * rg)
+
+    def _start_replica(self, f, now: float) -> bool:
+        p = f.pool
+        st = self.pools[p].state
+        rg = f.replica_gpus
+        w = f.workload
+        alloc = None
+        if st.fits(rg):
+            alloc = st.allocate(rg, self.topology)
+        elif self.preemption:
+            victims = self._victims(p, rg, w.priority)
+            if victims:
+                for j in victims:
+                    self._evict(self.runs[j], now)
+                if st.fits(rg):
+                    alloc = st.allocate(rg, self.topology)
+        if alloc is None:
+            return False
+        job = Job(job_id=f"{f.name}-replica-{f.replicas_started}", family="inference", kind="serving", gpus=rg,
+                  submit_s=now, tenant=w.tenant, priority=w.priority, pool=self.pools[p].info.name,
+                  checkpointable=False, workload=f.name, model=w.model)
+        r = Run(len(self.runs), job, (p,), f.dkey)
+        r.fleet = f
+        self.runs.append(r)
+        f.replicas_started += 1
+        nodes, per = alloc
+        r.pool, r.nodes, r.per_node, r.alloc = p, nodes, per, len(nodes) * per
+        r.tiers = st.tiers(nodes)
+        r.state = RUNNING
+        r.submit_s = r.start_s = r.run_start = now
+        r.end_at = INF
+        r.gen += 1
+        self._account_start(r, p, r.alloc, now)
+        f.live.append(r.i)
+        self._at(w.autoscaler.scale_up_delay, self._on_replica_ready, (r.i, r.gen))
+        self.events += 1
+        return True
+
+    def _on_replica_ready(self, ev) -> None:
+        i, gen = ev._value
+        r = self.runs[i]
+        if r.gen != gen or r.state != RUNNING:
+            return
+        r.ready = True
+        f = r.fleet
+        f.ready += 1
+        self._fleet_demand(f, self.env.now)
+
+    def _end_replica(self, r: Run, now: float) -> None:
+        f = r.fleet
+        self._release(r, now)
+        r.state = COMPLETED
+        r.end_s = now
+        r.gen += 1
+        if r.ready:
+            f.ready -= 1
+            r.ready = False
+        f.live.remove(r.i)
+        self._fleet_demand(f, now)
+        self.events += 1
+
+    # -------------------------------------------------------------- samples
+    def _on_sample(self, ev) -> None:
+        now = self.env.now
+        if now > 0:
+            self.demand.flush(now - self.interval, now)
+        self._sample(now)
+        nxt = now + self.interval
+        if nxt < self.horizon:
+            self._at(self.interval, self._on_sample)
+        if self.progress_fn is not None:
+            wall = self.wall_s
+            if wall - self._last_progress >= PROGRESS_EVERY_S:
+                self._last_progress = wall
+                self.progress_fn(now, self.horizon, self.events, wall)
+
+    def _sample(self, now: float) -> None:
+        in_service = 0
+        down = 0
+        whole = 0
+        free = 0
+        for pr in self.pools:
+            st = pr.state
+            up = st.up_nodes
+            in_service += up * st.gpn
+            down += st.down_nodes * st.gpn
+            whole += st.whole_free * st.gpn
+            free += st.free_gpus
+        frag = 1.0 - whole / free if free else 0.0
+        self.util_rows.append((now, in_service, self.allocated, tuple(self.fam_alloc.values()), self.queued_jobs,
+                               self.queued_gpus, down, frag, tuple(self.pool_alloc)))
+
+    def _finalize(self) -> None:
+        now = self.horizon
+        for r in self.runs:
+            if r.state == RUNNING:
+                used = r.alloc * (now - r.run_start)
+                r.gpu_s += used
+                self.pool_gpu_s[r.pool] += used
+        last = math.floor((now - 1e-9) / self.interval) * self.interval if now > 0 else 0.0
+        self.demand.flush(last, now)
+        if self.progress_fn is not None:
+            self.progress_fn(now, self.horizon, self.events, self.wall_s)

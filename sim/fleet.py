@@ -1,0 +1,137 @@
+"""Fleet-mode inference: months of traffic as replicas in time slices.
+
+A fleet-mode workload (``family: inference``, the default mode) is a
+request rate, not requests: ``requests_per_s`` x the diurnal profile
+(workloads.traces.diurnal_multiplier, peaking in the afternoon) x monthly
+growth. Every autoscaler ``interval`` the rate becomes the replicas needed
+to serve it within the SLO (hardware.perf_serving.replicas_needed, mean
+token counts, samples per request x search branching x depth, plus
+verifier passes as prompt-only requests), times ``headroom``, clamped to
+[min_replicas, max_replicas]. The engine (sim/engine.py) then takes or
+gives back GPUs: new replicas hold their GPUs from the decision and serve
+after ``scale_up_delay``; surplus replicas (newest first) are released at
+once. Each replica's life is one row of jobs.csv (family inference, kind
+serving).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workloads.errors import InputError
+from workloads.traces import diurnal_multiplier, sample_tokens
+
+MONTH_S = 30.4375 * 86400.0
+TOKEN_MEAN_DRAWS = 20000
+"""Draws used to take the mean of an empirical token distribution."""
+
+
+def mean_tokens(dist, where: str, base_dir=None, role: str = "input") -> float:
+    """Mean token count of a scenario TokenDist."""
+    if dist.distribution == "empirical":
+        rng = np.random.default_rng(0)
+        return float(sample_tokens(dist, TOKEN_MEAN_DRAWS, rng, where, base_dir=base_dir, role=role).mean())
+    return float(dist.mean)
+
+
+@dataclass
+class Fleet:
+    """One fleet-mode inference workload, ready for the engine."""
+    index: int
+    name: str
+    workload: Any
+    pool: int                      # engine pool index
+    replica_gpus: int
+    cfg: Any                       # hardware.perf_serving.ServingConfig
+    input_tokens: float
+    output_tokens: float
+    samples: int
+    start_s: float
+    end_s: float
+    _cache: dict = field(default_factory=dict)
+    # runtime (engine)
+    live: list = field(default_factory=list)
+    ready: int = 0
+    needed: int = 0
+    replicas_started: int = 0
+    peak_replicas: int = 0
+    unmet_replica_s: float = 0.0
+    needed_replica_s: float = 0.0
+
+    @property
+    def spec(self):
+        return self.workload.autoscaler
+
+    def rate(self, t: float) -> float:
+        w = self.workload
+        growth = w.growth.requests_per_month ** (t / MONTH_S)
+        return float(w.requests_per_s) * float(diurnal_multiplier(t, w.diurnal)) * growth
+
+    def replicas_at(self, t: float) -> int:
+        """Replicas the autoscaler asks for at time t."""
+        from hardware import perf_serving as ps
+
+        w = self.workload
+        a = w.autoscaler
+        if t < self.start_s or t >= self.end_s:
+            return 0
+        rate = self.rate(t) * a.headroom
+        out_tokens = max(1, int(round(self.output_tokens * w.growth.tokens_per_month ** (t / MONTH_S))))
+        in_tokens = max(1, int(round(self.input_tokens)))
+        key = (out_tokens, in_tokens)
+        per = self._cache.get(key)
+        if per is None:
+            est = ps.estimate(self.cfg, in_tokens, out_tokens, w.slo.ttft, w.slo.tpot, self.samples)
+            verify = None
+            if w.verifier_passes:
+                verify = ps.estimate(self.cfg, in_tokens + out_tokens, 1, w.slo.ttft, None, 1)
+            per = self._cache[key] = (est.requests_per_s, verify.requests_per_s if verify else None)
+        need = rate / per[0]
+        if per[1]:
+            need += rate * w.verifier_passes / per[1]
+        n = math.ceil(need - 1e-9) if rate > 0 else 0
+        n = max(n, a.min_replicas)
+        if a.max_replicas is not None:
+            n = min(n, a.max_replicas)
+        return n
+
+
+def build_fleet(workload, index: int, name: str, scenario, catalogs, pool_index: int, pool_spec,
+                horizon_s: float) -> Fleet:
+    """A Fleet for a fleet-mode inference workload; InputError when the
+    model does not fit the replica or the SLO cannot be met."""
+    from hardware import perf_serving as ps
+
+    where = f"workloads[{index}]"
+    hw = catalogs.hardware
+    system = hw.system(pool_spec.system)
+    gpu = hw.system_gpu(system)
+    fabric = hw.fabric(pool_spec.fabric.link or system.fabric)
+    model = catalogs.models.get(workload.model, f"{where}.model")
+    if workload.requests_per_s is None:
+        raise InputError("a fleet-mode inference workload needs 'requests_per_s'", f"{where}.requests_per_s",
+                         "give a mean request rate (a trace drives mode: request)")
+    try:
+        cfg = ps.ServingConfig(model=model, gpu=gpu, system=system, fabric=fabric, tp=workload.tp, pp=workload.pp,
+                               ep=workload.ep, precision=workload.precision, max_batch=workload.max_batch,
+                               max_num_tokens=workload.max_num_tokens)
+    except InputError as exc:
+        raise InputError(exc.what, f"{where} ({exc.where})" if exc.where else where, exc.fix) from None
+    samples = workload.samples_per_request
+    if workload.search is not None:
+        samples *= workload.search.branching * workload.search.depth
+    base_dir = getattr(scenario, "base_dir", None)
+    fleet = Fleet(index=index, name=name, workload=workload, pool=pool_index, replica_gpus=ps.replica_gpus(cfg),
+                  cfg=cfg,
+                  input_tokens=mean_tokens(workload.input_tokens, f"{where}.input_tokens", base_dir, "input"),
+                  output_tokens=mean_tokens(workload.output_tokens, f"{where}.output_tokens", base_dir, "output"),
+                  samples=samples, start_s=workload.start,
+                  end_s=min(horizon_s, workload.end) if workload.end is not None else horizon_s)
+    try:
+        fleet.replicas_at(fleet.start_s)   # surface memory / SLO errors before the run
+    except InputError as exc:
+        raise InputError(exc.what, where, exc.fix) from None
+    return fleet

@@ -1,0 +1,607 @@
+"""The work and the memory of one training step, given a parallel layout.
+
+This module answers "what does a step ask of each GPU": the operations of
+one transformer layer on one GPU (matrix multiplies with their shapes,
+attention, memory-bound elementwise work, with FLOPs and bytes), the model
+FLOPs per token (the MFU numerator), and the bytes each GPU must hold
+(weights, gradients, optimizer state, activations) under mixed precision,
+ZeRO-1/2/3 / FSDP sharding, the three activation-recompute modes and LoRA.
+No hardware and no time: ``hardware/perf_training.py`` turns this work into
+seconds on a GPU and a fabric.
+
+Conventions
+- A *micro-batch* of ``micro_batch`` sequences of ``seq_len`` tokens runs on
+  one tensor-parallel (TP) group; context parallelism (CP) splits the
+  sequence, so each GPU sees ``micro_batch * seq_len / cp`` tokens ("local
+  tokens"). With sequence parallelism (SP) the elementwise work and the
+  stored activations of the hidden-size tensors are split over TP too.
+- Model FLOPs per token (MFU numerator, no recompute) are
+  ``6 x matmul weights`` plus causal attention: a token at position i
+  attends to i keys, so the average query sees (d + 1) / 2 keys of its
+  document of d tokens (d = seq_len unless packed documents are shorter).
+- Mixed precision (Megatron-LM with the distributed optimizer; Rajbhandari
+  et al. 2020, ZeRO): bf16 weights (2 bytes), fp32 gradient buffers
+  (4 bytes), fp32 master weights + Adam moments (12 bytes). ZeRO-1 shards
+  the 12 optimizer bytes over the data-parallel group, ZeRO-2 the gradients
+  too, ZeRO-3 / FSDP also the weights.
+- Activation bytes per layer follow Korthikanti et al. 2022 ("Reducing
+  Activation Recomputation in Large Transformer Models", Sec. 4), written
+  out per tensor so GQA, gated MLPs, MoE and FlashAttention are covered:
+  their GPT case (34 s b h + 5 a s^2 b bytes per layer) is reproduced with
+  ``attention='unfused'``.
+- MoE layers: routed experts are spread over ``ep`` GPUs drawn from the
+  data x tensor-parallel ranks (expert tensor parallelism 1); with ep = 1
+  experts are split by TP like a dense MLP. Either way a GPU does
+  1/tp of its TP group's expert work.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from workloads.errors import InputError
+from workloads.models import ModelSpec
+
+RECOMPUTE = ("none", "selective", "full")
+ZERO_STAGES = (0, 1, 2, 3)
+ATTENTION_KERNELS = ("flash", "unfused")
+KINDS = ("pretrain", "sft", "lora")
+TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4")
+
+# Bytes per value (see module docstring for the sources).
+ACT_BYTES = 2.0          # bf16/fp16 activations
+WEIGHT_BYTES = 2.0       # bf16 working weights (fp8 training keeps bf16 weights; TE casts per GEMM)
+GRAD_BYTES = 4.0         # fp32 gradient accumulation buffer (Megatron-LM default for bf16)
+OPTIMIZER_BYTES = 12.0   # fp32 master weights + Adam first and second moments
+LOGIT_BYTES = 6.0        # bf16 logits + fp32 copy for the cross-entropy, per vocabulary entry
+UNFUSED_SCORE_ACT_BYTES = 5.0   # per attention score kept: softmax out 2 + dropout mask 1 + dropout out 2 (Korthikanti Sec. 4.1)
+# Memory traffic of unfused attention per score element in the forward pass:
+# QK^T writes the scores (2), fused scale-mask-softmax reads and writes them
+# (4), dropout reads, writes and stores a mask (5), the AV product reads them
+# (2). Megatron-LM 2021 kernels; FlashAttention keeps scores on chip.
+UNFUSED_SCORE_TRAFFIC_BYTES = 13.0
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """A training layout. gpus = tp x pp x cp x dp; ep divides dp x tp.
+
+    vpp: model chunks per pipeline stage (interleaved 1F1B when > 1).
+    sp: sequence parallelism alongside TP. recompute: none | selective
+    (recompute attention scores and activation functions) | full (keep only
+    each layer's input). zero: 0-3 (3 = FSDP).
+    """
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    ep: int = 1
+    dp: int = 1
+    micro_batch: int = 1
+    vpp: int = 1
+    sp: bool = True
+    recompute: str = "selective"
+    zero: int = 1
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.cp * self.dp
+
+    @property
+    def schedule(self) -> str:
+        return "interleaved" if self.vpp > 1 else ("1f1b" if self.pp > 1 else "none")
+
+    def as_dict(self) -> dict:
+        return {"tp": self.tp, "pp": self.pp, "cp": self.cp, "ep": self.ep, "dp": self.dp,
+                "micro_batch": self.micro_batch, "vpp": self.vpp, "sp": self.sp,
+                "recompute": self.recompute, "zero": self.zero, "schedule": self.schedule}
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Software features of the training framework that change the work or
+    how it overlaps (documented properties of the frameworks, not fitted).
+
+    attention: flash (FlashAttention: scores stay on chip, causal half
+      computed) | unfused (2021-era scale-mask-softmax + dropout kernels:
+      the full score matrix goes through HBM).
+    sequence_parallel: Korthikanti et al. 2022 sequence parallelism with TP.
+    interleaved: the interleaved 1F1B pipeline schedule is available.
+    p2p_scatter_gather: pipeline sends split over the TP ranks and gathered
+      on NVLink (Narayanan et al. 2021 Sec. 4.1); otherwise every TP rank
+      sends the whole activation over its own NIC.
+    dp_overlap: gradient reduction overlaps the backward pass and parameter
+      gathering the next forward (Megatron-core --overlap-grad-reduce /
+      --overlap-param-gather, PyTorch DDP/FSDP bucketing); otherwise it
+      runs after the pipeline flush.
+    pipeline: the framework has pipeline parallelism at all.
+    """
+    attention: str = "flash"
+    sequence_parallel: bool = True
+    interleaved: bool = True
+    p2p_scatter_gather: bool = True
+    dp_overlap: bool = True
+    pipeline: bool = True
+
+
+STACKS = {
+    # Megatron-core + Transformer Engine, 2023 onwards (also the default for
+    # FSDP/TorchTitan-style stacks: FlashAttention, overlapped DP traffic)
+    "modern": Stack(),
+    # Megatron-LM as in Narayanan et al. SC21: fused softmax (no FlashAttention),
+    # no sequence parallelism (2022), interleaved schedule and scatter/gather
+    # p2p (introduced there), gradient all-reduce after the pipeline flush
+    "megatron-2021": Stack(attention="unfused", sequence_parallel=False, interleaved=True,
+                           p2p_scatter_gather=True, dp_overlap=False),
+    # Megatron-DeepSpeed (MT-NLG 2021, BLOOM 2022): Megatron TP kernels with
+    # DeepSpeed's pipeline engine (plain 1F1B, whole-tensor p2p)
+    "megatron-deepspeed": Stack(attention="unfused", sequence_parallel=False, interleaved=False,
+                                p2p_scatter_gather=False, dp_overlap=False),
+    # metaseq (OPT, 2022): Megatron TP + FairScale FSDP, fused softmax, no pipeline
+    "metaseq": Stack(attention="unfused", sequence_parallel=False, interleaved=False,
+                     p2p_scatter_gather=False, dp_overlap=True, pipeline=False),
+}
+
+
+def get_stack(name: str, where: str = "stack") -> Stack:
+    try:
+        return STACKS[name]
+    except KeyError:
+        from workloads.errors import unknown_name
+        raise unknown_name("training stack", name, STACKS, where) from None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What is trained and how, independent of layout and hardware.
+
+    kind: pretrain | sft (full fine-tuning: same work as pretraining) |
+      lora (frozen base: no base weight gradients or optimizer state;
+      adapters of rank `lora_rank` on every attention and dense MLP matrix).
+    doc_tokens: average document length; with `packing` several documents
+      share one sequence and attend only within themselves (attention work
+      shrinks, every token is useful); without packing each sequence holds
+      one document padded to seq_len (padding is computed but not useful).
+    stack: the framework's features (see Stack).
+    """
+    model: ModelSpec
+    seq_len: int
+    global_batch_seqs: int
+    precision: str = "bf16"
+    kind: str = "pretrain"
+    lora_rank: int = 16
+    doc_tokens: Optional[int] = None
+    packing: bool = True
+    stack: Stack = Stack()
+
+    @property
+    def attention(self) -> str:
+        return self.stack.attention
+
+    @property
+    def doc_len(self) -> int:
+        return min(self.seq_len, self.doc_tokens or self.seq_len)
+
+    @property
+    def useful_fraction(self) -> float:
+        """Fraction of the computed tokens that are real (not padding)."""
+        return 1.0 if self.packing else self.doc_len / self.seq_len
+
+
+def check_setup(s: Setup) -> None:
+    if s.precision not in TRAIN_PRECISIONS:
+        raise InputError(f"unknown training precision {s.precision!r}", "precision", "use bf16, fp16, fp8 or fp4")
+    if s.kind not in KINDS:
+        raise InputError(f"unknown training kind {s.kind!r}", "kind", "use pretrain, sft or lora")
+    if s.attention not in ATTENTION_KERNELS:
+        raise InputError(f"unknown attention kernel {s.attention!r}", "attention", "use flash or unfused")
+    if s.seq_len <= 0:
+        raise InputError(f"sequence length {s.seq_len} is not positive", "seq_len", "give a length >= 1")
+    if s.global_batch_seqs <= 0:
+        raise InputError(f"global batch of {s.global_batch_seqs} sequences", "global_batch_tokens",
+                         "give a batch of at least one sequence")
+    if s.kind == "lora" and s.lora_rank <= 0:
+        raise InputError(f"LoRA rank {s.lora_rank}", "lora_rank", "give a rank >= 1")
+    if s.doc_tokens is not None and s.doc_tokens <= 0:
+        raise InputError(f"document length {s.doc_tokens}", "doc_tokens", "give a length >= 1")
+
+
+def check_parallel(model: ModelSpec, p: ParallelConfig, gpus: Optional[int] = None, domain_gpus: Optional[int] = None) -> None:
+    """InputError (one line, saying why) for a layout that cannot run."""
+    for name in ("tp", "pp", "cp", "ep", "dp", "micro_batch", "vpp"):
+        if getattr(p, name) < 1:
+            raise InputError(f"{name} is {getattr(p, name)}", name, "use an integer >= 1")
+    if p.recompute not in RECOMPUTE:
+        raise InputError(f"unknown recompute mode {p.recompute!r}", "recompute", "use none, selective or full")
+    if p.zero not in ZERO_STAGES:
+        raise InputError(f"unknown ZeRO stage {p.zero!r}", "zero", "use 0, 1, 2 or 3")
+    if gpus is not None and p.gpus != gpus:
+        raise InputError(f"tp x pp x cp x dp = {p.tp}x{p.pp}x{p.cp}x{p.dp} = {p.gpus} is not {gpus} GPUs", "parallelism",
+                         "choose tp, pp and cp whose product divides the GPU count")
+    if model.heads % p.tp:
+        raise InputError(f"tp={p.tp} does not divide the {model.heads} attention heads", "tp",
+                         "use a tp that divides the head count")
+    if domain_gpus is not None and p.tp > domain_gpus:
+        raise InputError(f"tp={p.tp} is larger than the {domain_gpus}-GPU NVLink domain", "tp",
+                         f"use tp <= {domain_gpus}")
+    if p.pp > model.layers:
+        raise InputError(f"pp={p.pp} exceeds the {model.layers} layers", "pp", "use pp <= layers")
+    if p.vpp > 1 and (p.pp == 1 or p.pp * p.vpp > model.layers):
+        raise InputError(f"vpp={p.vpp} needs pp > 1 and pp x vpp <= {model.layers} layers", "vpp",
+                         "use vpp=1 or fewer chunks")
+    if p.ep > 1:
+        if not model.is_moe:
+            raise InputError(f"ep={p.ep} but {model.name} has no experts", "ep", "use ep=1 for a dense model")
+        if model.experts % p.ep:
+            raise InputError(f"ep={p.ep} does not divide the {model.experts} experts", "ep",
+                             "use an ep that divides the expert count")
+        if (p.dp * p.tp) % p.ep:
+            raise InputError(f"ep={p.ep} does not divide dp x tp = {p.dp * p.tp}", "ep",
+                             "experts are spread over data- and tensor-parallel ranks: use an ep dividing dp x tp")
+
+
+# ---------------------------------------------------------------------------
+# FLOPs per token
+# ---------------------------------------------------------------------------
+
+def causal_context(doc_len: float) -> float:
+    """Average number of keys a query attends to in a causal document."""
+    return (doc_len + 1.0) / 2.0
+
+
+def model_flops_per_token(setup: Setup) -> float:
+    """Model FLOPs of one trained token (forward + backward, no recompute):
+    6 x matmul weights + 3 x causal attention forward. LoRA skips the base
+    weight gradients: 4 x base weights + 6 x adapter weights."""
+    m = setup.model
+    attn = m.attention_flops_per_token(causal_context(setup.doc_len))
+    if setup.kind == "lora":
+        return 4.0 * m.params_matmul_active + 6.0 * lora_params(m, setup.lora_rank) + 3.0 * attn
+    return 6.0 * m.params_matmul_active + 3.0 * attn
+
+
+def megatron_hw_flops_per_step(layers: int, hidden: int, vocab: int, seq_len: int, batch_seqs: float) -> float:
+    """Megatron-LM's hardware-FLOPs formula for GPT (Narayanan et al. 2021,
+    eq. 3): 96 B s l h^2 (1 + s/(6h) + V/(16 l h)), full recompute counted,
+    attention counted as the full (non-causal) score matrix."""
+    B, s, l, h, V = batch_seqs, seq_len, layers, hidden, vocab
+    return 96.0 * B * s * l * h * h * (1.0 + s / (6.0 * h) + V / (16.0 * l * h))
+
+
+# ---------------------------------------------------------------------------
+# Operations of one layer on one GPU
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Op:
+    """One kernel (or group of identical kernels) of a layer's forward pass
+    on one GPU. kind: gemm (m x k times k x n, `batch` times), attn (fused
+    attention; flops only), mem (memory-bound, `bytes` of HBM traffic).
+    bwd: FLOPs (or bytes) of the backward pass relative to the forward."""
+    name: str
+    kind: str
+    flops: float = 0.0
+    bytes: float = 0.0
+    m: float = 0.0
+    n: float = 0.0
+    k: float = 0.0
+    batch: float = 1.0
+    bwd: float = 2.0
+    precision: str = "bf16"
+    recompute_selective: bool = False   # re-run in the backward under selective recompute
+
+
+@dataclass(frozen=True)
+class LayerWork:
+    """A layer's forward work on one GPU plus what its communication moves.
+
+    tp_collectives_fwd: TP all-reduce-equivalents per forward (each of
+      `tp_bytes`), ep_a2a_fwd: all-to-alls per forward (each `ep_bytes` send
+      buffer), cp_bytes: K and V one GPU gathers from its CP peers per
+      forward.
+    """
+    ops: tuple
+    tp_bytes: float
+    tp_collectives_fwd: int
+    ep_bytes: float
+    ep_a2a_fwd: int
+    cp_bytes: float
+    act_bytes: float            # stored activations for backward (per micro-batch), given recompute
+    act_bytes_full: float       # stored activations with no recompute (working set of a recomputed layer)
+
+
+def _gemm(name, m, n, k, precision, batch=1.0, bwd=2.0) -> Op:
+    return Op(name, "gemm", flops=2.0 * m * n * k * batch, m=m, n=n, k=k, batch=batch, bwd=bwd, precision=precision)
+
+
+def _mem(name, nbytes, bwd=2.0, selective=False) -> Op:
+    return Op(name, "mem", bytes=nbytes, bwd=bwd, recompute_selective=selective)
+
+
+def attention_dims(m: ModelSpec) -> tuple[float, float, float]:
+    """(query width, key+value width, attention-output width) of one token."""
+    q = m.heads * m.attn_qk_dim
+    if m.is_mla:
+        kv = m.heads * (m.qk_nope_dim + m.v_head_dim) + m.qk_rope_dim
+    else:
+        kv = 2.0 * m.kv * m.hd
+    o = m.heads * m.attn_v_dim
+    return q, kv, o
+
+
+def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> LayerWork:
+    """Forward work of one layer (dense or MoE) for one micro-batch on one GPU."""
+    t, cp = p.tp, p.cp
+    T = p.micro_batch * setup.seq_len / cp                 # local tokens of the TP group
+    a = 1.0 / t if (p.sp and t > 1) else 1.0              # share of hidden-size elementwise work and storage
+    h = float(m.hidden)
+    prec_gemm = "fp8" if setup.precision in ("fp8", "fp4") else "bf16"
+    lora = setup.kind == "lora"
+    wbwd = 1.0 if lora else 2.0                            # frozen base: activation gradients only
+    q, kvw, o = attention_dims(m)
+    o_params = o * h
+    qkv_out = max(1.0, (m.attn_params - o_params) / h)     # fused QKV (or MLA down/up) projection width
+    ops = []
+    cast = 3.0 if prec_gemm == "fp8" else 0.0             # read bf16 + write fp8 copy of a GEMM input
+
+    # --- attention block
+    ops.append(_mem("norm_attn", 4.0 * h * T * a))
+    ops.append(_gemm("qkv", T, qkv_out / t, h, prec_gemm, bwd=wbwd))
+    ops.append(_mem("rope", 4.0 * (q + kvw) / t * T * 0.5))
+    heads_local = m.heads / t
+    dk, dv = m.attn_qk_dim, m.attn_v_dim
+    doc = setup.doc_len if setup.packing else setup.seq_len
+    if setup.attention == "flash":
+        ctx = causal_context(doc)
+        flops = 2.0 * T * heads_local * (dk + dv) * ctx
+        ops.append(Op("attention", "attn", flops=flops, m=doc, bwd=2.5))
+    else:
+        # unfused kernels compute the whole s x s score matrix and mask it
+        S = setup.seq_len
+        nb = p.micro_batch * heads_local / cp
+        ops.append(replace(_gemm("scores", S, S, dk, "bf16", batch=nb), recompute_selective=True))
+        ops.append(_mem("softmax_dropout", nb * S * S * (UNFUSED_SCORE_TRAFFIC_BYTES - 4.0), selective=True))
+        ops.append(replace(_gemm("attn_v", S, dv, S, "bf16", batch=nb), recompute_selective=True))
+    ops.append(_gemm("attn_out", T, h, o / t, prec_gemm, bwd=wbwd))
+    ops.append(_mem("residual_attn", 6.0 * h * T * a))
+
+    # --- MLP block
+    ops.append(_mem("norm_mlp", 4.0 * h * T * a))
+    gate = 2.0 if m.gated else 1.0
+    mlp_act_store = 0.0
+    ep_bytes = 0.0
+    ep_a2a = 0
+    if moe:
+        k_act = m.active_experts
+        efn = float(m.efn)
+        ops.append(_gemm("router", T * a, m.experts, h, "bf16", bwd=2.0))
+        routed = T / t * k_act                          # token-expert pairs this GPU computes
+        if p.ep > 1:
+            per_expert = routed * p.ep / m.experts
+            n_local = m.experts / p.ep
+            ops.append(_gemm("experts_up", per_expert, gate * efn, h, prec_gemm, batch=n_local, bwd=wbwd))
+            ops.append(_gemm("experts_down", per_expert, h, efn, prec_gemm, batch=n_local, bwd=wbwd))
+            ep_bytes = routed * h * ACT_BYTES
+            ep_a2a = 2                                   # dispatch + combine
+        else:
+            per_expert = T * k_act / m.experts
+            ops.append(_gemm("experts_up", per_expert, gate * efn / t, h, prec_gemm, batch=m.experts, bwd=wbwd))
+            ops.append(_gemm("experts_down", per_expert, h, efn / t, prec_gemm, batch=m.experts, bwd=wbwd))
+        ops.append(_mem("expert_act", routed * efn * (2.0 * gate + 2.0), selective=True))
+        ops.append(_mem("permute", 4.0 * routed * h * 2.0))
+        mlp_act_store = routed * (gate * efn + efn) * ACT_BYTES + routed * h * ACT_BYTES
+        mlp_act_sel = routed * efn * ACT_BYTES
+        if m.shared_experts:
+            sf = m.shared_experts * efn
+            ops.append(_gemm("shared_up", T, gate * sf / t, h, prec_gemm, bwd=wbwd))
+            ops.append(_gemm("shared_down", T, h, sf / t, prec_gemm, bwd=wbwd))
+            ops.append(_mem("shared_act", T * sf / t * (2.0 * gate + 2.0), selective=True))
+            mlp_act_store += T * (gate * sf + sf) / t * ACT_BYTES
+            mlp_act_sel += T * sf / t * ACT_BYTES
+    else:
+        f = float(m.ffn)
+        ops.append(_gemm("mlp_up", T, gate * f / t, h, prec_gemm, bwd=wbwd))
+        ops.append(_mem("mlp_act", T * f / t * (2.0 * gate + 2.0), selective=True))
+        ops.append(_gemm("mlp_down", T, h, f / t, prec_gemm, bwd=wbwd))
+        mlp_act_store = T * (gate * f + f) / t * ACT_BYTES
+        mlp_act_sel = T * f / t * ACT_BYTES
+    ops.append(_mem("residual_mlp", 6.0 * h * T * a))
+    if cast:
+        gemm_in = T * (h * a + o / t + h * a) + (0.0 if moe else T * m.ffn / t)
+        ops.append(_mem("fp8_cast", cast * gemm_in))
+
+    # --- stored activations (Korthikanti et al. 2022, per tensor)
+    attn_store = T * ACT_BYTES * (2.0 * h * a + (q + kvw) / t + o / t) + 4.0 * T * heads_local  # + softmax stats
+    scores = 0.0
+    if setup.attention == "unfused":
+        scores = p.micro_batch * heads_local / cp * setup.seq_len * setup.seq_len * UNFUSED_SCORE_ACT_BYTES
+    mlp_store = T * ACT_BYTES * 2.0 * h * a + mlp_act_store
+    full = attn_store + scores + mlp_store
+    if p.recompute == "none":
+        act = full
+    elif p.recompute == "selective":
+        act = full - scores - mlp_act_sel
+    else:
+        act = T * h * a * ACT_BYTES                       # the layer input only
+    if lora:
+        act += 0.0  # adapters' inputs are the base linear inputs, already stored
+
+    tp_coll = 2 if t > 1 else 0
+    if moe and p.ep > 1 and t > 1:
+        tp_coll = 1   # attention only: routed tokens reach their experts by the EP all-to-all
+    cp_bytes = 0.0
+    if cp > 1:
+        # K and V of the other CP ranks' chunks (MLA: the latent and rope key)
+        kv_tok = (m.kv_lora_rank + m.qk_rope_dim) if m.is_mla else 2.0 * m.kv * m.hd / t
+        cp_bytes = T * (cp - 1) * kv_tok * ACT_BYTES
+    return LayerWork(ops=tuple(ops), tp_bytes=T * h * ACT_BYTES, tp_collectives_fwd=tp_coll,
+                     ep_bytes=ep_bytes, ep_a2a_fwd=ep_a2a, cp_bytes=cp_bytes,
+                     act_bytes=act, act_bytes_full=full)
+
+
+def head_ops(m: ModelSpec, setup: Setup, p: ParallelConfig) -> tuple:
+    """Output projection and cross-entropy on the last pipeline stage."""
+    T = p.micro_batch * setup.seq_len / p.cp
+    t = p.tp
+    prec = "bf16"
+    return (_mem("final_norm", 4.0 * m.hidden * T / (t if p.sp else 1)),
+            _gemm("logits", T, m.vocab / t, m.hidden, prec, bwd=1.0 if setup.kind == "lora" else 2.0),
+            _mem("cross_entropy", T * m.vocab / t * 12.0, bwd=1.0))
+
+
+def embed_ops(m: ModelSpec, setup: Setup, p: ParallelConfig) -> tuple:
+    T = p.micro_batch * setup.seq_len / p.cp
+    return (_mem("embedding", 2.0 * m.hidden * T * ACT_BYTES / (p.tp if p.sp else 1), bwd=2.0),)
+
+
+# ---------------------------------------------------------------------------
+# Parameters and memory per GPU
+# ---------------------------------------------------------------------------
+
+def lora_params(m: ModelSpec, rank: int) -> float:
+    """Adapter weights: rank x (in + out) for every attention matrix and
+    every dense (or shared-expert) MLP matrix."""
+    q, kvw, o = attention_dims(m)
+    h = m.hidden
+    attn = rank * ((h + (m.attn_params - o * h) / h) + (o + h))
+    mats = 3 if m.gated else 2
+    dense = rank * mats * (h + m.ffn)
+    shared = rank * mats * (h + m.efn * m.shared_experts) if m.shared_experts else 0.0
+    return float(m.layers * attn + (m.layers - m.moe_layers) * dense + m.moe_layers * shared)
+
+
+def stage_layers(m: ModelSpec, p: ParallelConfig) -> tuple[int, int]:
+    """(layers on the fullest stage, of which MoE). Layers are spread as
+    evenly as possible; uneven counts put the extra layer on some stages."""
+    per = math.ceil(m.layers / p.pp)
+    if not m.is_moe:
+        return per, 0
+    # MoE layers follow the leading dense ones: the fullest stage is all MoE if possible
+    moe = min(per, m.moe_layers)
+    return per, moe
+
+
+def _layer_params(m: ModelSpec, moe: bool) -> tuple[float, float]:
+    """(dense, expert) weights of one layer."""
+    if moe:
+        router = m.hidden * m.experts
+        shared = m.shared_experts * m.expert_params
+        return m.attn_params + router + shared, m.experts * m.expert_params
+    return m.attn_params + m.dense_mlp_params, 0.0
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes one GPU holds (the fullest pipeline stage)."""
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    logits: float
+    reserved: float
+    stage: str
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.reserved
+
+    def as_dict(self) -> dict:
+        return {"weights": self.weights, "gradients": self.gradients, "optimizer": self.optimizer,
+                "activations": self.activations, "logits": self.logits, "reserved": self.reserved,
+                "total": self.total, "stage": self.stage}
+
+
+# CUDA context, NCCL buffers and allocator fragmentation per GPU: PyTorch's
+# CUDA context is ~0.5-1 GiB, NCCL channels/buffers ~1-2 GiB at scale, and the
+# caching allocator typically leaves 5-10% unusable (Megatron-LM / PyTorch
+# memory snapshots). Modelled as a fixed reserve plus a fraction of the rest.
+RESERVED_BYTES = 3.0 * 2**30
+FRAGMENTATION = 0.07
+
+
+def micro_batches(setup: Setup, p: ParallelConfig) -> int:
+    """Micro-batches per data-parallel rank and step: the global batch is
+    rounded to the nearest multiple of dp x micro_batch (at least one)."""
+    return max(1, round(setup.global_batch_seqs / (p.dp * p.micro_batch)))
+
+
+def memory_per_gpu(setup: Setup, p: ParallelConfig, layer_dense: Optional[LayerWork] = None,
+                   layer_moe: Optional[LayerWork] = None) -> Memory:
+    """Peak bytes per GPU on the fullest stage (first stage: most micro-batches
+    in flight plus the embedding; last stage: the output layer and logits)."""
+    m = setup.model
+    per, moe_n = stage_layers(m, p)
+    dense_n = per - moe_n
+    if layer_dense is None and dense_n:
+        layer_dense = layer_work(m, False, setup, p)
+    if layer_moe is None and moe_n:
+        layer_moe = layer_work(m, True, setup, p)
+    etp = 1 if p.ep > 1 else p.tp
+    dp_shard = p.dp * p.cp
+    ep_shard = max(1, p.dp * p.cp * p.tp // (p.ep * etp))
+    pd, pe = 0.0, 0.0
+    if dense_n:
+        d, e = _layer_params(m, False)
+        pd += dense_n * d / p.tp
+    if moe_n:
+        d, e = _layer_params(m, True)
+        pd += moe_n * d / p.tp
+        pe += moe_n * e / (p.ep * etp)
+    emb = m.vocab * m.hidden / p.tp
+    lora = setup.kind == "lora"
+
+    def states(dense_params: float, expert_params: float) -> tuple[float, float, float]:
+        if lora:
+            ad = lora_params(m, setup.lora_rank) / m.layers * per / p.tp
+            w = (dense_params + expert_params) * WEIGHT_BYTES + ad * WEIGHT_BYTES
+            if p.zero >= 3:
+                w = (dense_params / dp_shard + expert_params / ep_shard) * WEIGHT_BYTES + ad * WEIGHT_BYTES
+            g = ad * GRAD_BYTES / (dp_shard if p.zero >= 2 else 1)
+            o = ad * OPTIMIZER_BYTES / (dp_shard if p.zero >= 1 else 1)
+            return w, g, o
+        w = (dense_params + expert_params) * WEIGHT_BYTES
+        if p.zero >= 3:
+            w = (dense_params / dp_shard + expert_params / ep_shard) * WEIGHT_BYTES
+            # two layers gathered at a time (the current one and the prefetched next)
+            dl, el = _layer_params(m, moe_n > 0)
+            w += 2.0 * (dl / p.tp + el / (p.ep * etp)) * WEIGHT_BYTES
+        gdiv = (dp_shard, ep_shard) if p.zero >= 2 else (1, 1)
+        g = (dense_params / gdiv[0] + expert_params / gdiv[1]) * GRAD_BYTES
+        odiv = (dp_shard, ep_shard) if p.zero >= 1 else (1, 1)
+        o = (dense_params / odiv[0] + expert_params / odiv[1]) * OPTIMIZER_BYTES
+        return w, g, o
+
+    m_count = micro_batches(setup, p)
+    if p.pp == 1:
+        in_flight = 1.0
+    else:
+        in_flight = min(m_count, p.pp) * (1.0 + (p.pp - 1) / (p.pp * p.vpp) if p.vpp > 1 else 1.0)
+    per_mb = dense_n * (layer_dense.act_bytes if dense_n else 0.0) + moe_n * (layer_moe.act_bytes if moe_n else 0.0)
+    working = 0.0
+    if p.recompute == "full":
+        lw = layer_moe if moe_n else layer_dense
+        working = lw.act_bytes_full
+    T = p.micro_batch * setup.seq_len / p.cp
+    logits = T * m.vocab / p.tp * LOGIT_BYTES
+
+    # first stage: embedding + most activations; last stage: output layer + logits
+    out_layer = 0.0 if m.tied_embeddings and p.pp == 1 else emb
+    first_w, first_g, first_o = states(pd + emb + (out_layer if p.pp == 1 else 0.0), pe)
+    first_act = in_flight * per_mb + working
+    last_extra = (emb if (not m.tied_embeddings or p.pp > 1) else 0.0)
+    last_w, last_g, last_o = states(pd + last_extra, pe)
+    last_act = (1.0 if p.pp > 1 else in_flight) * per_mb + working
+    first = (first_w, first_g, first_o, first_act, 0.0 if p.pp > 1 else logits)
+    last = (last_w, last_g, last_o, last_act, logits)
+    best = max((first, "first"), (last, "last"), key=lambda x: sum(x[0]))
+    vals, stage = best
+    if p.pp == 1:
+        stage = "only"
+    sub = sum(vals)
+    reserved = RESERVED_BYTES + FRAGMENTATION * sub
+    return Memory(weights=vals[0], gradients=vals[1], optimizer=vals[2], activations=vals[3],
+                  logits=vals[4], reserved=reserved, stage=stage)
+
+
+def with_defaults(p: ParallelConfig, **changes) -> ParallelConfig:
+    return replace(p, **changes)
