@@ -4,7 +4,9 @@ Replays the Azure LLM conversation trace 2023 (19,366 requests over one
 hour; ../shared/traces, CC-BY 4.0) when it is there, and a synthetic stream
 of 8,818 requests over one hour, the size of the Azure code trace 2023 (long
 prompts, short completions), on Llama 3 70B FP8, TP4 on DGX H100. The
-target is under 5 s per replay on one core.
+target is under 5 s per replay on one core; the pass/fail uses the CPU
+seconds of the process (what one core spends, whatever else the machine
+runs), and wall seconds are shown beside them.
 
     python benchmarks/bench_requests.py [--json] [--repeat N]
 """
@@ -53,26 +55,28 @@ def main(argv=None) -> int:
     catalogs = load_catalogs()
     rows = []
     for name, spec in cases():
-        walls = []
+        walls, cpus = [], []
         for _ in range(max(1, args.repeat)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = simulate_requests(spec, catalogs, seed=0)
             walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
         s = res.summary
         rows.append({"case": name, "requests": s["requests_total"], "completed": s["requests_completed"],
-                     "wall_s": round(min(walls), 3), "requests_per_wall_s": round(s["requests_total"] / min(walls)),
+                     "wall_s": round(min(walls), 3), "cpu_s": round(min(cpus), 3),
+                     "requests_per_cpu_s": round(s["requests_total"] / max(min(cpus), 1e-9)),
                      "simulated_s": round(s["simulated_s"], 1), "ttft_p99_s": s["ttft_p99_s"],
                      "tpot_p99_s": s["tpot_p99_s"], "slo_attainment": s["slo_attainment"],
-                     "within_target": min(walls) < TARGET_S})
+                     "within_target": min(cpus) < TARGET_S})
     if args.json:
         print(json.dumps({"target_s": TARGET_S, "cases": rows}))
     else:
-        print(f"{'case':48s} {'requests':>8s} {'wall s':>7s} {'req/wall s':>10s} {'sim s':>7s} "
+        print(f"{'case':48s} {'requests':>8s} {'cpu s':>6s} {'wall s':>7s} {'req/cpu s':>9s} {'sim s':>6s} "
               f"{'TTFT p99':>9s} {'TPOT p99':>9s} {'SLO':>6s}")
         for r in rows:
-            print(f"{r['case']:48s} {r['requests']:8d} {r['wall_s']:7.2f} {r['requests_per_wall_s']:10d} "
-                  f"{r['simulated_s']:7.0f} {r['ttft_p99_s']:9.3f} {r['tpot_p99_s']:9.4f} {r['slo_attainment']:6.3f}")
-        print(f"target: each replay under {TARGET_S:g} s wall")
+            print(f"{r['case']:48s} {r['requests']:8d} {r['cpu_s']:6.2f} {r['wall_s']:7.2f} {r['requests_per_cpu_s']:9d} "
+                  f"{r['simulated_s']:6.0f} {r['ttft_p99_s']:9.3f} {r['tpot_p99_s']:9.4f} {r['slo_attainment']:6.3f}")
+        print(f"target: each replay under {TARGET_S:g} s on one core (cpu s)")
     return 0 if all(r["within_target"] for r in rows) else 1
 
 

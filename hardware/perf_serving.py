@@ -29,24 +29,31 @@ Model (per GPU of the replica, SI units)
 ----------------------------------------
 One engine iteration runs every layer once over the iteration's tokens
 (chunked-prefill tokens plus one token per decoding sequence). Its time is a
-sum over kernel classes, each a roofline (the larger of its memory time and
-its compute time), plus collectives and a per-iteration overhead:
+sum over kernel classes, each combining its memory time m and compute time c
+as (m^2 + c^2)^(1/2) (a roofline rounded at the ridge, ROOFLINE_SHARPNESS),
+plus collectives and a per-iteration overhead:
 
 - Dense GEMMs (attention projections, dense MLPs, shared experts, output
-  head): max(weights / (HBM bw x HBM_EFFICIENCY),
-  2 x params x tokens / (peak(precision) x GEMM_EFFICIENCY)).
-- Routed experts (MoE): the weights read are those of the experts the
-  iteration's tokens reach (E(1-(1-k/E)^T) of E for T tokens choosing k);
-  compute at peak x GEMM_EFFICIENCY x MOE_GEMM_EFFICIENCY; with expert
-  parallelism the busiest GPU carries MOE_IMBALANCE x the mean.
+  head): weights / (HBM bw x HBM_EFFICIENCY) against
+  2 x params x tokens / (peak(precision) x GEMM_EFFICIENCY[precision]).
+- Routed experts (MoE): the weights of the experts the iteration's tokens
+  reach (E(1-(1-k/E)^T) of E for T tokens choosing k) against the routed
+  FLOPs at MOE_GEMM_EFFICIENCY of dense, thinner when experts are
+  tensor-split below EXPERT_SLICE_MIN_COLUMNS, times MOE_IMBALANCE with
+  expert parallelism; plus the permute/activation HBM passes over every
+  routed token copy (MOE_HIDDEN_PASSES, MOE_INNER_PASSES).
 - Attention: prefill is compute (score and value products over the causal
   context) at bf16 peak x ATTENTION_EFFICIENCY; decode reads each cached
-  token's KV once, at HBM bw x ATTENTION_HBM_EFFICIENCY.
+  token's KV at HBM bw x ATTENTION_HBM_EFFICIENCY against its FLOPs (MLA
+  decodes with absorbed projections over the whole latent).
 - Tensor parallel: two all-reduces per layer of tokens x hidden x 2 bytes
-  (hardware.collectives on NVLink, with in-switch reduction). Attention data
-  parallel: MoE dispatch/combine all-to-all per MoE layer; each GPU runs
-  attention for its own sequences, so a prompt chunk lands on one GPU and
-  the others wait for it (the busiest GPU sets the pace).
+  (hardware.collectives on NVLink, with in-switch reduction). Experts over ep
+  of the tp GPUs need no dispatch: every GPU holds every token and the MLP
+  all-reduce sums the experts' outputs.
+- Attention data parallel (opt-in): each GPU runs attention for its own
+  sequences (no KV copies, whole attention weights per GPU); MoE layers
+  all-gather the tokens and reduce-scatter the outputs; the busiest GPU sets
+  the pace (ATTENTION_DP_BALANCE, and a prompt chunk is never split).
 - Pipeline parallel: the iteration is split into pp micro-batches that fill
   the pipeline; each GPU reads its stage's weights once per micro-batch.
 - ITERATION_OVERHEAD_S + PER_SEQUENCE_OVERHEAD_S x sequences: scheduling,
@@ -58,7 +65,8 @@ and B/O new prompts are prefilled per decode iteration in chunks of at most
 max_num_tokens tokens. B is the largest batch the KV cache holds (each
 sequence reserves whole blocks for its full input + output, TensorRT-LLM's
 GUARANTEED_NO_EVICT policy), up to max_batch. With SLOs, B is the largest
-batch whose TPOT and TTFT meet them, and the replica runs at
+batch whose TPOT (mean iteration time) and TTFT (chunked prefill of the
+prompt in steady state) meet them, and the replica runs at
 SERVER_LOAD_MARGIN of that rate so that Poisson queues stay short.
 """
 from __future__ import annotations
@@ -88,10 +96,12 @@ cache (FlashInfer and TensorRT-LLM XQA report 70-80% of peak for long
 contexts; short pages and many small sequences keep it below streaming GEMMs)."""
 
 GEMM_EFFICIENCY = {"bf16": 0.70, "fp16": 0.70, "fp8": 0.62, "fp6": 0.45, "fp4": 0.40, "int8": 0.62}
-"""Fraction of dense tensor-core peak that large inference GEMMs reach, per
+"""Fraction of dense tensor-core peak that inference GEMMs reach, per
 precision: cuBLASLt/CUTLASS BF16 GEMMs on H100 run ~700 of 989 TFLOP/s;
-FP8 ~1,200-1,300 of 1,979 (scaling epilogues cost more); NVFP4 on B200
-~5,000 of 9,000 (CUTLASS Blackwell block-scaled GEMM benchmarks)."""
+FP8 ~1,200-1,300 of 1,979 (per-tensor/block scaling epilogues cost more).
+Block-scaled NVFP4 (and FP6) GEMMs on B200 reach well under their 9,000
+TFLOP/s datasheet peak at serving shapes (scale-factor loads, K-tiles of
+the 16-element blocks, short M in decode): ~3,500-4,000 TFLOP/s, 0.40."""
 
 MOE_GEMM_EFFICIENCY = 0.60
 """Grouped expert GEMMs relative to one large GEMM of the same FLOPs: many
@@ -142,10 +152,19 @@ hidden-sized: permute read + write, expert-output write + un-permute read
 activation, activation output write + read by the down GEMM, both halves of
 the gated pair (6). In BF16."""
 
-MOE_IMBALANCE = 1.15
-"""Expert parallelism: routed tokens on the busiest GPU over the mean.
-DeepSeek-V3's EPLB notes and TensorRT-LLM's wide-EP study report max/mean
-expert loads of 1.1-1.3 without redundant experts on 8-32 GPUs."""
+MOE_IMBALANCE = 1.25
+"""Expert parallelism: routed tokens on the busiest GPU over the mean. Real
+routers are not uniform; without redundant experts (DeepSeek's EPLB) the
+hottest of 8 expert-parallel GPUs carries roughly 1.2-1.3x the mean token
+load (DeepSeek-V3 report Sec. 2.1.2 on load balance; TensorRT-LLM's wide-EP
+blog on hot ranks), 1.25 here."""
+
+ATTENTION_DP_BALANCE = 0.54
+"""Attention data parallelism: mean over busiest GPU's attention tokens per
+iteration (the 'balance ratio'). Ranks run different mixes of prompt chunks
+and decodes and the slowest sets the iteration. TensorRT-LLM measured 54.1%
+with its round-robin scheduler on DeepSeek-V3, 8 GPUs (tech blog 10, 'ADP
+Balance Strategy', 2025) and 87.7% with the waiting scheduler it then added."""
 
 MEMORY_FRACTION = 0.90
 """Fraction of the memory left after weights and workspace that becomes KV
@@ -182,9 +201,10 @@ optional and not assumed)."""
 
 SERVER_LOAD_MARGIN = 0.90
 """Under latency SLOs with Poisson arrivals a replica must run below its
-saturated rate so that queues, and with them p99 TTFT, stay bounded: ~90%.
-MLPerf server/offline ratios of the same systems are 0.88-0.95 (Llama 2
-70B, v4.1: H100 21,606/24,525, H200 29,228/31,303)."""
+saturated rate so that queues, and with them p99 TTFT, stay bounded: ~90%
+(an M/D/c queue with c in the hundreds of batch slots waits little below
+~90% load; MLPerf LLM server results sit at 0.85-0.95 of offline on the
+same systems)."""
 
 _KV_DEFAULT = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp6": "fp8", "fp4": "fp8"}
 """KV-cache precision when none is given: FP8 for FP8/FP4 checkpoints
@@ -426,16 +446,11 @@ def _comm_time(cfg: ServingConfig, tokens: float) -> float:
     lv = _levels(cfg, cfg.tp)
     act = tokens * m.hidden * ACTIVATION_BYTES
     if not cfg.attention_dp:
-        # attention output and MLP output all-reduced in every layer
-        t = 2 * layers * collective_time("all_reduce", act, lv, in_network=True)
-        if cfg.ep > 1:
-            # experts over ep GPUs: tokens move to their experts and back
-            k = max(1, m.active_experts)
-            per_gpu = tokens / cfg.tp * k * m.hidden
-            disp = per_gpu * DISPATCH_BYTES.get(cfg.precision, ACTIVATION_BYTES)
-            t += moe_layers * (collective_time("all_to_all", disp, lv)
-                               + collective_time("all_to_all", per_gpu * ACTIVATION_BYTES, lv))
-        return t
+        # attention output and MLP output all-reduced in every layer; with
+        # experts spread over ep of the GPUs every GPU already holds every
+        # token, runs its own experts on the tokens routed to them, and the
+        # MLP all-reduce sums the experts' outputs: no dispatch needed
+        return 2 * layers * collective_time("all_reduce", act, lv, in_network=True)
     # attention data parallel: each GPU holds tokens/tp; dense MLPs gather
     # the tokens and scatter the results; MoE layers dispatch and combine.
     local = tokens / cfg.tp
@@ -446,6 +461,16 @@ def _comm_time(cfg: ServingConfig, tokens: float) -> float:
         disp = tokens * m.hidden * DISPATCH_BYTES.get(cfg.precision, ACTIVATION_BYTES)
         t += moe_layers * (collective_time("all_gather", disp, lv) + collective_time("reduce_scatter", act, lv))
     return t
+
+
+def _decode_attention_flops(m: ModelSpec) -> float:
+    """Decode attention FLOPs per (query token x cached token), all layers.
+    MLA decodes with the up-projections absorbed into the query and output
+    (DeepSeek-V2 paper, Sec. 2.1.2; FlashMLA): every head scores against the
+    whole compressed latent + rope key and reads the latent as its value."""
+    if m.is_mla:
+        return 2.0 * m.layers * m.heads * ((m.kv_lora_rank + m.qk_rope_dim) + m.kv_lora_rank)
+    return m.attention_flops_per_token(1.0)
 
 
 def _roof(memory_s: float, compute_s: float) -> float:
@@ -481,7 +506,9 @@ def _stage(cfg: ServingConfig, prefill_tokens: float, prefill_attn_ctx: float, d
     layers = m.layers / pp
     # tokens each GPU's attention-side work sees
     if cfg.attention_dp:
-        attn_tokens = max(tokens / tp, busiest_prefill + decode_seqs / tp)
+        # the busiest attention group sets the pace: at least the mean over
+        # the balance ratio, at least a whole prompt chunk plus its decodes
+        attn_tokens = max(tokens / tp / ATTENTION_DP_BALANCE, busiest_prefill + decode_seqs / tp)
         attn_share = attn_tokens / max(tokens, 1e-30)   # fraction of the whole attention work on the busiest GPU
     else:
         attn_tokens = tokens / tp
@@ -512,13 +539,14 @@ def _stage(cfg: ServingConfig, prefill_tokens: float, prefill_attn_ctx: float, d
         moe = _roof(moe_mem, moe_cmp) + moe_act
     # --- attention
     # decoding sequences spread evenly over the attention groups
-    kv_share = 1.0 / tp
+    kv_share = 1.0 / tp / (ATTENTION_DP_BALANCE if cfg.attention_dp else 1.0)
     kv_bytes = decode_kv_tokens * m.kv_bytes_per_token(_bytes(cfg.kv_prec)) / pp * _kv_replication(cfg) * kv_share
     bf16 = gpu.peak_flops(PREFILL_ATTENTION_PRECISION)
     attn_unit = m.attention_flops_per_token(1.0) / pp   # FLOPs per (query token x context token)
     attn_dec = _roof(kv_bytes / (hbm * ATTENTION_HBM_EFFICIENCY),
-                     attn_unit * decode_kv_tokens * kv_share / (bf16 * ATTENTION_EFFICIENCY))
-    pre_share = (busiest_prefill / prefill_tokens if (cfg.attention_dp and prefill_tokens > 0) else 1.0 / tp)
+                     _decode_attention_flops(m) / pp * decode_kv_tokens * kv_share / (bf16 * ATTENTION_EFFICIENCY))
+    pre_share = (max(busiest_prefill / prefill_tokens, 1.0 / tp / ATTENTION_DP_BALANCE)
+                 if (cfg.attention_dp and prefill_tokens > 0) else 1.0 / tp)
     attn_pre = attn_unit * prefill_attn_ctx * pre_share / (bf16 * ATTENTION_EFFICIENCY)
     comm = _comm_time(cfg, tokens)
     return {"dense_gemm_s": dense, "dense_gemm_compute_s": dense_cmp, "dense_gemm_memory_s": dense_mem,

@@ -57,9 +57,10 @@ parallelism), pipeline point-to-point sends.
 """
 from __future__ import annotations
 
+import heapq
 import math
-import time
 from dataclasses import dataclass, field, replace
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Optional
 
@@ -75,26 +76,62 @@ from workloads.training import (GRAD_BYTES, get_stack, OPTIMIZER_BYTES, WEIGHT_B
 # Efficiency factors (see the module docstring's table for sources)
 # ---------------------------------------------------------------------------
 
-# (architecture, precision) -> (MAMF fraction of dense peak, best shape m, n, k,
-# HBM TB/s of the GPU it was measured on, bytes per input element)
+# (architecture, precision) -> (MAMF: best measured matmul FLOP/s over the
+# dense peak, the shape it was measured at (m, n, k), HBM TB/s of that GPU,
+# bytes per input element). Source: S. Bekman, ml-engineering, "Maximum
+# Achievable Matmul FLOPS comparison table" (mamf-finder.py measurements).
 GEMM_MAMF = {
-    ("ampere", "bf16"): (0.859, (6912, 16384, 2048), 2.039, 2.0),     # A100 SXM, CUDA 12.1
-    ("hopper", "bf16"): (0.801, (6144, 17920, 2816), 3.35, 2.0),      # H100 SXM, CUDA 12.1
-    ("hopper", "fp8"): (0.734, (8192, 8192, 8192), 4.8, 1.0),         # H200 SXM (shape not given: large square)
-    ("blackwell", "bf16"): (0.776, (8192, 8192, 8192), 8.0, 2.0),     # B200 SXM
-    ("blackwell", "fp8"): (0.763, (8192, 8192, 8192), 8.0, 1.0),      # B200 SXM
+    ("ampere", "bf16"): (0.859, (6912, 16384, 2048), 2.039, 2.0),     # A100 SXM 267.9/312, CUDA 12.1
+    ("hopper", "bf16"): (0.801, (6144, 17920, 2816), 3.35, 2.0),      # H100 SXM 792.1/989, CUDA 12.1
+    ("hopper", "fp8"): (0.734, (8192, 8192, 8192), 4.8, 1.0),         # H200 SXM 1453/1979 (shape not given: large square)
+    ("blackwell", "bf16"): (0.776, (8192, 8192, 8192), 8.0, 2.0),     # B200 SXM 1745/2250
+    ("blackwell", "fp8"): (0.763, (8192, 8192, 8192), 8.0, 1.0),      # B200 SXM 3432/4500
 }
+# Fraction of the HBM bandwidth streaming (elementwise) kernels reach:
+# nvbandwidth / BabelStream copy kernels on A100 and H100 reach 85-90%.
 HBM_EFFICIENCY = 0.85
+# Fraction of the MAMF-derived tensor-core rate sustained over a whole
+# training step: power-limited clocks with every GPU of a node busy (A100's
+# sustained HPL clock is 1305 of 1410 MHz = 0.93) times untuned training
+# shapes and layouts against MAMF's best shape (~0.9). Set within that range
+# (0.80) so that the A100-era Megatron rows of sim/data/validation/
+# training.csv are centred; the H100-era runs in the README are a check.
+TENSOR_SUSTAINED = 0.80
+# FlashAttention relative to the GEMM ceiling: FlashAttention-2 on A100
+# reaches up to 73% of peak forward and ~63% forward+backward (Dao 2023);
+# FlashAttention-3 on H100 75% forward (Shah et al. 2024).
 FLASH_FWD = 0.80
 FLASH_BWD = 0.70
+# Short documents run attention below its long-sequence rate: FA2 causal
+# fwd+bwd on A100 at 0.5k/1k/2k/4k tokens reaches 0.56/0.75/0.86/0.93 of its
+# 16k rate (Dao 2023, Fig. 4), i.e. d / (d + 350).
 FLASH_HALF_LENGTH = 350.0
+# FlashAttention-1 / xformers memory-efficient attention (2022-early 2023):
+# FlashAttention-2 is 1.7-2x faster on A100 (Dao 2023, Fig. 4-5).
+FLASH1_RELATIVE = 0.6
+# Idle gap between dependent kernels (launch latency + tail effect), per kernel.
 KERNEL_GAP_S = 4.0e-6
+# Share of a window that bucketed gradient reduce-scatter (last micro-batch's
+# backward) or parameter all-gather (first forward) can hide under
+# (Megatron-core --overlap-grad-reduce / --overlap-param-gather; FSDP prefetch).
 DP_OVERLAP = 1.0
+# Compute running while a collective is hidden under it is slowed: NCCL
+# kernels hold SMs (one block per channel, up to 32 channels on 8-rail
+# nodes) and HBM bandwidth; GEMMs overlapped with collectives are reported
+# 10-30% slower (e.g. Rashidi et al., ISCA 2021). Seconds of compute added
+# per second of hidden communication.
+OVERLAP_SLOWDOWN = 0.2
+# Fraction of MoE dispatch/combine all-to-all left on the critical path:
+# Megatron-core overlaps part of it with shared-expert and attention work;
+# DeepSeek-V3's DualPipe hides nearly all of it (DeepSeek-AI 2024 Sec. 3.2).
 EP_A2A_EXPOSED = 0.5
+# Busiest GPU's expert work over the mean: auxiliary-loss / bias balanced
+# routing keeps per-expert load within ~10% at training batch sizes
+# (DeepSeek-V3 Sec. 2.1.2; Megatron-core MoE load-balancing reports).
 MOE_IMBALANCE = 1.10
-import os as _os
-SUSTAINED = float(_os.environ.get("GPUSIM_SUSTAINED", "1.0"))
-ADAM_BYTES_PER_PARAM = 30.0   # read master 4 + grad 4 + m 4 + v 4, write master, m, v 12, write bf16 weight 2
+# Adam update per parameter: read fp32 master, grad, m, v (16 B), write
+# master, m, v (12 B) and the bf16 weight (2 B).
+ADAM_BYTES_PER_PARAM = 30.0
 
 SEARCH_MICRO_BATCHES = (1, 2, 4, 8)
 SEARCH_VPP = (1, 2, 4, 8)
@@ -138,14 +175,16 @@ def gemm_time(op: Op, gpu, precision: str) -> float:
     c = gemm_ceiling(arch, prec)
     bpe = 1.0 if prec == "fp8" else 2.0
     nbytes = op.batch * ((op.m * op.k + op.k * op.n) * bpe + op.m * op.n * 2.0)
-    return op.flops / (peak * c * SUSTAINED) + nbytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY) + KERNEL_GAP_S
+    return op.flops / (peak * c * TENSOR_SUSTAINED) + nbytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY) + KERNEL_GAP_S
 
 
 def attention_time(op: Op, gpu) -> tuple[float, float]:
     """(forward, backward) seconds of a fused (Flash) attention op."""
     arch, prec = _gemm_key(gpu, "bf16")
-    rate = gpu.peak_flops("bf16") * gemm_ceiling(arch, prec) * SUSTAINED
+    rate = gpu.peak_flops("bf16") * gemm_ceiling(arch, prec) * TENSOR_SUSTAINED
     length = op.m / (op.m + FLASH_HALF_LENGTH)
+    if op.precision == "flash1":
+        rate *= FLASH1_RELATIVE
     fwd = op.flops / (rate * FLASH_FWD * length) + KERNEL_GAP_S
     bwd = op.bwd * op.flops / (rate * FLASH_BWD * length) + 2 * KERNEL_GAP_S
     return fwd, bwd
@@ -167,7 +206,17 @@ class LayerTime:
     memory: float
 
 
-def time_layer(work: LayerWork, gpu, precision: str, recompute: str, expert_scale: float = 1.0) -> LayerTime:
+def time_layer(work: LayerWork, gpu, precision: str, recompute: str, expert_scale: float = 1.0,
+               efficiency: float = 1.0) -> LayerTime:
+    lt = _time_layer(work, gpu, precision, recompute, expert_scale)
+    if efficiency == 1.0:
+        return lt
+    k = 1.0 / efficiency
+    return LayerTime(lt.fwd * k, lt.bwd * k, lt.recompute * k, lt.attn * k, lt.flops_exec,
+                     lt.gemm * k, lt.attention * k, lt.memory * k)
+
+
+def _time_layer(work: LayerWork, gpu, precision: str, recompute: str, expert_scale: float = 1.0) -> LayerTime:
     fwd = bwd = rec = attn = flops = 0.0
     g = a = mm = 0.0
     for op in work.ops:
@@ -258,6 +307,8 @@ class _Ctx:
         self.setup, self.gpu, self.system, self.fabric = setup, gpu, system, fabric
         self.over = oversubscription
         self.layers: dict = {}
+        self.bounds: dict = {}
+        self.flops_per_token = model_flops_per_token(setup)
         self.levels: dict = {}
         self.colls: dict = {}
         self.nvls = _arch(gpu) not in ("ampere", "volta")
@@ -277,17 +328,37 @@ class _Ctx:
             self.colls[key] = collective_time(op, nbytes, self.lv(group, stride), in_network=in_network)
         return self.colls[key]
 
+    def boundary(self, p: ParallelConfig) -> tuple[float, float, float]:
+        """(output layer + loss seconds, its FLOPs, embedding seconds) per micro-batch."""
+        key = (p.tp, p.cp, p.micro_batch, p.sp)
+        if key not in self.bounds:
+            m, gpu = self.setup.model, self.gpu
+            head_t = head_fl = 0.0
+            for op in head_ops(m, self.setup, p):
+                if op.kind == "gemm":
+                    head_t += gemm_time(op, gpu, "bf16") * (1 + op.bwd)
+                    head_fl += op.flops * (1 + op.bwd)
+                else:
+                    head_t += mem_time(op.bytes, gpu) * (1 + op.bwd)
+            emb_t = sum(mem_time(op.bytes, gpu) * (1 + op.bwd) for op in embed_ops(m, self.setup, p))
+            k = 1.0 / self.setup.stack.efficiency
+            self.bounds[key] = (head_t * k, head_fl, emb_t * k)
+        return self.bounds[key]
+
     def layer(self, moe: bool, p: ParallelConfig):
         key = (moe, p.tp, p.cp, p.ep, p.micro_batch, p.sp, p.recompute)
         if key not in self.layers:
             w = layer_work(self.setup.model, moe, self.setup, p)
             scale = MOE_IMBALANCE if moe else 1.0
-            self.layers[key] = (w, time_layer(w, self.gpu, self.setup.precision, p.recompute, scale))
+            self.layers[key] = (w, time_layer(w, self.gpu, self.setup.precision, p.recompute, scale,
+                                              self.setup.stack.efficiency))
         return self.layers[key]
 
 
-def _layer_comm(ctx: _Ctx, w: LayerWork, lt: LayerTime, p: ParallelConfig) -> tuple[float, float, float]:
-    """Exposed (tp, cp, ep) seconds of one layer, one micro-batch (fwd+bwd+recompute)."""
+def _layer_comm(ctx: _Ctx, w: LayerWork, lt: LayerTime, p: ParallelConfig) -> tuple[float, float, float, float]:
+    """Exposed (tp, cp, ep) seconds of one layer, one micro-batch
+    (fwd+bwd+recompute), and the seconds of communication hidden under
+    compute (which slows that compute, see OVERLAP_SLOWDOWN)."""
     passes = 2 + (1 if p.recompute == "full" else 0)
     tp = 0.0
     if w.tp_collectives_fwd and p.tp > 1:
@@ -297,16 +368,19 @@ def _layer_comm(ctx: _Ctx, w: LayerWork, lt: LayerTime, p: ParallelConfig) -> tu
             one = ctx.coll("all_reduce", w.tp_bytes, p.tp, 1, in_network=ctx.nvls)
         tp = one * w.tp_collectives_fwd * passes
     cp = 0.0
+    hidden = 0.0
     if p.cp > 1 and w.cp_bytes > 0:
         gathered = w.cp_bytes * p.cp / (p.cp - 1)
         ag = ctx.coll("all_gather", gathered, p.cp, p.tp)
         comm = ag * (1 + 2 + (1 if p.recompute == "full" else 0))   # fwd gather; bwd gather + reduce-scatter of dK,dV
         cp = max(0.0, comm - lt.attn)
+        hidden += comm - cp
     ep = 0.0
     if w.ep_a2a_fwd and p.ep > 1:
         one = ctx.coll("all_to_all", w.ep_bytes, p.ep, 1)
         ep = one * w.ep_a2a_fwd * passes * EP_A2A_EXPOSED
-    return tp, cp, ep
+        hidden += one * w.ep_a2a_fwd * passes * (1.0 - EP_A2A_EXPOSED)
+    return tp, cp, ep, hidden
 
 
 def _fullest_stage(layers: int, pp: int, per_layer: float, head: float, emb: float) -> float:
@@ -344,8 +418,8 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
             if not n:
                 continue
             w, lt = ctx.layer(moe, p)
-            c_tp, c_cp, c_ep = _layer_comm(ctx, w, lt, p)
-            comp += n * (lt.fwd + lt.bwd + lt.recompute)
+            c_tp, c_cp, c_ep, c_hidden = _layer_comm(ctx, w, lt, p)
+            comp += n * (lt.fwd + lt.bwd + lt.recompute + OVERLAP_SLOWDOWN * c_hidden)
             gemm += n * lt.gemm
             att += n * lt.attention
             memb += n * lt.memory
@@ -358,17 +432,7 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
         return comp, tp, cp, ep, fl, bwd_t, gemm, att, memb, rec
 
     body = stage(dense_n, moe_n)
-    # boundary work: embedding on the first stage, output layer + loss on the last
-    head_t = 0.0
-    head_fl = 0.0
-    for op in head_ops(m, setup, p):
-        if op.kind == "gemm":
-            tf = gemm_time(op, gpu, "bf16")
-            head_t += tf * (1 + op.bwd)
-            head_fl += op.flops * (1 + op.bwd)
-        else:
-            head_t += mem_time(op.bytes, gpu) * (1 + op.bwd)
-    emb_t = sum(mem_time(op.bytes, gpu) * (1 + op.bwd) for op in embed_ops(m, setup, p))
+    head_t, head_fl, emb_t = ctx.boundary(p)
     stage_body = body[0] + body[1] + body[2] + body[3]
     if p.pp == 1:
         t_max = stage_body + head_t + emb_t
@@ -437,11 +501,13 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
     last_bwd = body[5] / p.vpp
     first_fwd = (body[0] - body[5]) / p.vpp
     if p.zero == 0:
-        dp_exposed = max(0.0, both("all_reduce", GRAD_BYTES) - ov * last_bwd)
+        total = both("all_reduce", GRAD_BYTES)
+        dp_exposed = max(0.0, total - ov * last_bwd)
     elif p.zero in (1, 2):
         grad_t = both("reduce_scatter", GRAD_BYTES)
         gather_t = both("all_gather", WEIGHT_BYTES)
         n_rs = m_count if p.zero == 2 else 1                       # ZeRO-2 reduces every micro-batch
+        total = n_rs * grad_t + gather_t
         dp_exposed = max(0.0, grad_t - ov * last_bwd) + (n_rs - 1) * max(0.0, grad_t - ov * body[5])
         dp_exposed += max(0.0, gather_t - ov * first_fwd)
     else:
@@ -449,7 +515,10 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
         # backward, reduce-scatter gradients, every micro-batch; prefetched
         # layer by layer under that micro-batch's compute
         per_mb = 2.0 * both("all_gather", WEIGHT_BYTES) + both("reduce_scatter", GRAD_BYTES)
+        total = m_count * per_mb
         dp_exposed = m_count * max(0.0, per_mb - max(ov, 0.5) * body[0])
+    # compute that runs under hidden DP traffic is slowed (OVERLAP_SLOWDOWN)
+    dp_exposed += OVERLAP_SLOWDOWN * max(0.0, total - dp_exposed)
     # optimizer update (memory-bound Adam over this GPU's shard)
     shard = dense_params / (dpg if p.zero >= 1 else 1) + expert_params / (edp if p.zero >= 1 else 1)
     optim = mem_time(shard * ADAM_BYTES_PER_PARAM, gpu) if shard else 0.0
@@ -473,7 +542,7 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
     )
     tokens_step = m_count * p.micro_batch * p.dp * setup.seq_len
     useful = tokens_step * setup.useful_fraction
-    model_fl = model_flops_per_token(setup) * useful
+    model_fl = ctx.flops_per_token * useful
     peak = gpu.peak_flops("bf16")
     gpus = p.gpus
     if mem is None:
@@ -542,6 +611,13 @@ def _pp_options(layers: int, limit: int) -> list[int]:
     return sorted(opts)
 
 
+def _total(entry) -> float:
+    if not entry:
+        return 0.0
+    lt = entry[1]
+    return lt.fwd + lt.bwd + lt.recompute
+
+
 def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float = 1.0, top: int = 5,
            fixed: Optional[dict] = None) -> list[TrainingEstimate]:
     """The fastest layouts that fit, best first. `fixed` pins any of tp, pp,
@@ -558,16 +634,18 @@ def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float
         return [fixed[name]] if fixed.get(name) is not None else default
 
     tps = opts("tp", [t for t in _divisors(domain) if m.heads % t == 0 and t <= gpus])
-    cps = opts("cp", [c for c in (1, 2, 4, 8, 16, 32) if setup.seq_len // c >= 2048 or c == 1])
+    cps = opts("cp", [c for c in (1, 2, 4, 8, 16, 32) if setup.seq_len // c >= 2048 or c == 1]
+               if setup.stack.context_parallel else [1])
     pps = opts("pp", _pp_options(m.layers, gpus) if setup.stack.pipeline else [1])
     eps = opts("ep", [e for e in _divisors(m.experts) if e <= gpus] if m.is_moe else [1])
     mbs = opts("micro_batch", list(SEARCH_MICRO_BATCHES))
     vpps = opts("vpp", list(SEARCH_VPP) if setup.stack.interleaved else [1])
     recs = opts("recompute", ["none", "selective", "full"])
-    zeros = opts("zero", [1, 2, 3])
+    zeros = opts("zero", list(setup.stack.zero_stages))
     sps = opts("sp", [setup.stack.sequence_parallel])
     results: list[TrainingEstimate] = []
-    best_fail: Optional[TrainingEstimate] = None
+    best_fail: Optional[tuple] = None
+    kth: list[float] = []          # the `top` best step times so far (max-heap by negation)
     for tp in tps:
         for cp in cps:
             for pp in pps:
@@ -584,32 +662,42 @@ def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float
                     for mb in mbs:
                         if mb > 1 and dp * mb > seqs and fixed.get("micro_batch") is None:
                             continue
+                        m_count = max(1, round(seqs / (dp * mb)))
                         for vpp in (vpps if pp > 1 else [1]):
-                            if vpp > 1 and (pp * vpp > m.layers or math.ceil(seqs / (dp * mb)) < pp):
+                            if vpp > 1 and (pp * vpp > m.layers or m_count < pp):
                                 continue
                             for sp in (sps if tp > 1 else [False]):
-                                found = False
+                                lightest = len(recs)     # index of the lightest recompute found to fit
                                 for zero in zeros:
-                                    for rec in recs:
+                                    for ri, rec in enumerate(recs):
+                                        if ri >= lightest:
+                                            break   # a lower ZeRO stage already fits with this recompute
                                         p = ParallelConfig(tp=tp, pp=pp, cp=cp, ep=ep, dp=dp, micro_batch=mb,
                                                            vpp=vpp, sp=sp, recompute=rec, zero=zero)
-                                        dl = ctx.layer(False, p)[0] if stage_layers(m, p)[0] > stage_layers(m, p)[1] else None
-                                        ml = ctx.layer(True, p)[0] if stage_layers(m, p)[1] else None
-                                        mem = memory_per_gpu(setup, p, dl, ml)
+                                        per, moe_n = stage_layers(m, p)
+                                        dl = ctx.layer(False, p) if per > moe_n else None
+                                        ml = ctx.layer(True, p) if moe_n else None
+                                        # lower bound: the fullest stage's kernels, every micro-batch
+                                        bound = m_count * ((per - moe_n) * _total(dl) + moe_n * _total(ml))
+                                        if len(kth) >= top and bound >= -kth[0]:
+                                            break   # heavier recompute only gets slower
+                                        mem = memory_per_gpu(setup, p, dl[0] if dl else None, ml[0] if ml else None)
                                         if mem.total > cap:
-                                            if best_fail is None or mem.total < best_fail.memory_per_gpu_bytes:
-                                                best_fail = _evaluate(ctx, p, mem)
+                                            if best_fail is None or mem.total < best_fail[0]:
+                                                best_fail = (mem.total, p)
                                             continue
-                                        results.append(_evaluate(ctx, p, mem))
-                                        found = True
+                                        lightest = ri
+                                        est = _evaluate(ctx, p, mem)
+                                        results.append(est)
+                                        heapq.heappush(kth, -est.step_time_s)
+                                        if len(kth) > top:
+                                            heapq.heappop(kth)
                                         break   # lighter recompute fits: heavier ones are slower
-                                    if found and fixed.get("zero") is None:
-                                        break   # lowest ZeRO stage that fits
     if not results:
         if best_fail is not None:
             raise InputError(
                 f"no layout of {m.name} fits on {gpus} x {gpu.name}: the smallest needs "
-                f"{best_fail.memory_per_gpu_bytes / 2**30:.1f} GiB per GPU of {cap / 2**30:.1f} GiB",
+                f"{best_fail[0] / 2**30:.1f} GiB per GPU of {cap / 2**30:.1f} GiB",
                 "parallelism search", "use more GPUs, a GPU with more memory, or a shorter sequence")
         raise InputError(f"no valid layout of {m.name} on {gpus} GPUs", "parallelism search",
                          "use a GPU count divisible by the tensor/pipeline sizes (e.g. a multiple of 8)")
@@ -624,7 +712,15 @@ def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float
 DEFAULT_BATCH_TOKENS = 4 * 1024 * 1024   # Llama 2 / Llama 1: 4M tokens per step
 
 
-@lru_cache(maxsize=4096)
+_CACHE: "OrderedDict[tuple, TrainingEstimate]" = OrderedDict()
+_CACHE_SIZE = 4096
+
+
+def _gpu_key(gpu) -> tuple:
+    return (gpu.name, gpu.architecture, tuple(sorted(gpu.tflops.items())), gpu.hbm_gib, gpu.hbm_tbps,
+            gpu.nvlink_gbps_bidir)
+
+
 def estimate_training(model: ModelSpec, gpu, system, fabric, gpus: int, seq_len: int = 8192,
                       global_batch_tokens: Optional[float] = None, precision: str = "bf16",
                       parallel: Optional[ParallelConfig] = None, oversubscription: float = 1.0,
@@ -634,6 +730,22 @@ def estimate_training(model: ModelSpec, gpu, system, fabric, gpus: int, seq_len:
     """Steady-state estimate of one training job (see the module docstring).
     tiers_spanned > 1 (a placement over several switch tiers) is folded into
     oversubscription by the caller; it is accepted for cache keys."""
+    key = (model, _gpu_key(gpu), system, fabric, gpus, seq_len, global_batch_tokens, precision, parallel,
+           oversubscription, kind, lora_rank, doc_tokens, packing, stack)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    est = _estimate_training(model, gpu, system, fabric, gpus, seq_len, global_batch_tokens, precision, parallel,
+                             oversubscription, kind, lora_rank, doc_tokens, packing, stack)
+    _CACHE[key] = est
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return est
+
+
+def _estimate_training(model, gpu, system, fabric, gpus, seq_len, global_batch_tokens, precision, parallel,
+                       oversubscription, kind, lora_rank, doc_tokens, packing, stack) -> TrainingEstimate:
     if gpus < 1:
         raise InputError(f"{gpus} GPUs", "gpus", "use 1 or more GPUs")
     batch_tokens = global_batch_tokens or max(DEFAULT_BATCH_TOKENS, seq_len)

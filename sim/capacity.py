@@ -92,11 +92,12 @@ class CapacityResult:
     table: pd.DataFrame
     monotone: bool = True
     notes: list[str] = field(default_factory=list)
+    rounds: int = 0  # batches of points run one after the other
 
     def to_dict(self) -> dict:
         rows = self.table.astype(object).where(self.table.notna(), None).to_dict(orient="records")
         return {"vary": self.vary, "value": self.value, "met": self.value is not None, "monotone": self.monotone,
-                "targets": [t.text for t in self.targets], "notes": self.notes, "points": rows}
+                "targets": [t.text for t in self.targets], "notes": self.notes, "rounds": self.rounds, "points": rows}
 
 
 def _get_dotted(data, dotted: str):
@@ -136,6 +137,7 @@ class _Evaluator:
         self.outdir, self.backend, self.workers, self.address = outdir, backend, workers, address
         self.progress, self.integer = progress, integer
         self.seen: dict[Any, dict] = {}
+        self.rounds = 0
 
     def cast(self, x):
         return int(round(x)) if self.integer else float(x)
@@ -143,6 +145,7 @@ class _Evaluator:
     def __call__(self, values) -> dict:
         todo = [v for v in dict.fromkeys(self.cast(x) for x in values) if v not in self.seen]
         if todo:
+            self.rounds += 1
             tasks = []
             for v in todo:
                 ov = {**self.fixed, self.vary: v}
@@ -275,7 +278,7 @@ def search(source, vary: str, targets, lo=None, hi=None, step=None, fixed: dict 
     errors = [r["error"] for r in ev.seen.values() if "error" in r]
     if answer is None and errors and len(errors) == len(ev.seen):
         raise InputError(f"no point could run: {errors[-1]}", f"--vary {vary}", "fix the scenario or the range")
-    result = CapacityResult(vary, answer, targets, table, monotone, notes)
+    result = CapacityResult(vary, answer, targets, table, monotone, notes, ev.rounds)
     if outdir is not None:
         sw._write_csv(table, Path(outdir) / "capacity.csv")
     return result

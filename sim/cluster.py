@@ -21,6 +21,7 @@ deterministic: sets are lists with a position index, never hashed sets.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 UP, SPARE, DOWN = 0, 1, 2
@@ -121,20 +122,22 @@ class PoolState:
         self.status = bytearray([SPARE]) * self.n
         self.free_gpus = 0
         self.whole_free = 0
-        self.partial = [IndexedSet() for _ in range(self.gpn + 1)]
+        self.partial = [set() for _ in range(self.gpn + 1)]
         self.partial_mask = 0
         ngroups = [-(-self.n // s) for s in self.sizes]
         self.wf = [[0] * g for g in ngroups]
-        self.buckets = [[IndexedSet() for _ in range(s + 1)] for s in self.sizes]
+        self.buckets = [[set() for _ in range(s + 1)] for s in self.sizes]
         self.masks = [0] * len(self.sizes)
-        self.base = [IndexedSet() for _ in range(ngroups[0])]
+        self.base = [set() for _ in range(ngroups[0])]
         self.spares = IndexedSet()
         self.up_nodes = active_nodes
         self.down_nodes = 0
         # spares sit at the end of the pool
         for node in range(active_nodes):
             self.status[node] = UP
-            self._set_free(node, self.gpn)
+            self.free[node] = self.gpn
+        self.free_gpus = active_nodes * self.gpn
+        self._whole_many(range(active_nodes), 1)
         for node in range(active_nodes, self.n):
             self.spares.add(node)
 
@@ -146,19 +149,36 @@ class PoolState:
         gpn = self.gpn
         if 0 < old < gpn:
             b = self.partial[old]
-            b.remove(node)
-            if not b.items:
+            b.discard(node)
+            if not b:
                 self.partial_mask &= ~(1 << old)
         elif old == gpn:
             self._whole(node, -1)
         if 0 < new < gpn:
-            b = self.partial[new]
-            b.add(node)
+            self.partial[new].add(node)
             self.partial_mask |= 1 << new
         elif new == gpn:
             self._whole(node, 1)
         self.free[node] = new
         self.free_gpus += new - old
+
+    def _move(self, li: int, g: int, d: int) -> None:
+        """Group g of level li gains d wholly free nodes."""
+        wf = self.wf[li]
+        c = wf[g]
+        buckets = self.buckets[li]
+        if c:
+            b = buckets[c]
+            b.discard(g)
+            if not b:
+                self.masks[li] &= ~(1 << c)
+        c += d
+        wf[g] = c
+        if c:
+            b = buckets[c]
+            if not b:
+                self.masks[li] |= 1 << c
+            b.add(g)
 
     def _whole(self, node: int, d: int) -> None:
         self.whole_free += d
@@ -166,22 +186,31 @@ class PoolState:
         if d > 0:
             self.base[node // sizes[0]].add(node)
         else:
-            self.base[node // sizes[0]].remove(node)
+            self.base[node // sizes[0]].discard(node)
+        move = self._move
         for li in range(len(sizes)):
-            g = node // sizes[li]
-            wf = self.wf[li]
-            c = wf[g]
-            buckets = self.buckets[li]
-            if c:
-                b = buckets[c]
-                b.remove(g)
-                if not b.items:
-                    self.masks[li] &= ~(1 << c)
-            c += d
-            wf[g] = c
-            if c:
-                buckets[c].add(g)
-                self.masks[li] |= 1 << c
+            move(li, node // sizes[li], d)
+
+    def _whole_many(self, nodes, d: int) -> None:
+        """Nodes become wholly free (d = 1) or stop being so (d = -1), with
+        one bucket move per group touched. The caller sets free[]."""
+        sizes = self.sizes
+        s0 = sizes[0]
+        base = self.base
+        n = 0
+        if d > 0:
+            for node in nodes:
+                base[node // s0].add(node)
+                n += 1
+        else:
+            for node in nodes:
+                base[node // s0].discard(node)
+                n += 1
+        self.whole_free += d * n
+        move = self._move
+        for li, size in enumerate(sizes):
+            for g, c in Counter(map(size.__rfloordiv__, nodes)).items():
+                move(li, g, d * c)
 
     # -------------------------------------------------------------- queries
     def nodes_for(self, gpus: int) -> int:
@@ -209,7 +238,7 @@ class PoolState:
             m = self.partial_mask >> gpus
             if m:
                 f = gpus + _lowbit(m)
-                node = self.partial[f].last()
+                node = next(iter(self.partial[f]))
                 self._set_free(node, f - gpus)
                 return (node,), gpus
             if not self.whole_free:
@@ -221,8 +250,11 @@ class PoolState:
         if self.whole_free < k:
             return None
         nodes = self._take_whole(k, topology)
+        free = self.free
         for node in nodes:
-            self._set_free(node, 0)
+            free[node] = 0
+        self.free_gpus -= gpn * len(nodes)
+        self._whole_many(nodes, -1)
         return tuple(nodes), gpn
 
     def _take_whole(self, k: int, topology: bool) -> list[int]:
@@ -234,7 +266,7 @@ class PoolState:
             if k <= size:
                 m = self.masks[li] >> k
                 if m:
-                    g = self.buckets[li][k + _lowbit(m)].last()
+                    g = min(self.buckets[li][k + _lowbit(m)])
                     return self._take_in(li, g, k)
         raise AssertionError("whole_free said the nodes exist")  # pragma: no cover
 
@@ -242,7 +274,8 @@ class PoolState:
         """k free nodes inside group g of level li, packed: the best-fitting
         child group if one holds k, else the fullest children first."""
         if li == 0:
-            return self.base[g].items[-k:]
+            b = self.base[g]
+            return sorted(b)[:k] if len(b) > k else sorted(b)
         out: list[int] = []
         wf = self.wf[li - 1]
         if li == len(self.sizes) - 1:
@@ -258,12 +291,11 @@ class PoolState:
                     c = remaining + _lowbit(m)
                 else:
                     c = m0.bit_length() - 1
-                # the first bucket entry not already chosen
-                b = buckets[c].items
+                # the lowest-numbered bucket entry not already chosen
                 child = None
-                for j in range(len(b) - 1, -1, -1):
-                    if b[j] not in taken:
-                        child = b[j]
+                for x in sorted(buckets[c]):
+                    if x not in taken:
+                        child = x
                         break
                 if child is None:
                     m0 &= ~(1 << c)
@@ -296,8 +328,8 @@ class PoolState:
         """The lowest-numbered wholly free nodes (O(groups))."""
         out: list[int] = []
         for base in self.base:
-            if base.items:
-                for node in sorted(base.items):
+            if base:
+                for node in sorted(base):
                     out.append(node)
                     if len(out) == k:
                         return out
@@ -305,6 +337,14 @@ class PoolState:
 
     def release(self, nodes, per_node: int) -> None:
         free, status = self.free, self.status
+        gpn = self.gpn
+        if per_node == gpn and len(nodes) > 1:
+            up = [node for node in nodes if status[node] == UP]
+            for node in up:
+                free[node] = gpn
+            self.free_gpus += gpn * len(up)
+            self._whole_many(up, 1)
+            return
         for node in nodes:
             if status[node] == UP:
                 self._set_free(node, free[node] + per_node)

@@ -20,13 +20,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sim import report as rp
-from sim.sweep import LEADING, metrics, order_columns
+from sim.sweep import metrics, order_columns
 
 COLOR_A, COLOR_B = "#1f77b4", "#d62728"
 # Metrics drawn as "B relative to A" bars, when both runs have them.
-HEADLINE = ("utilization_allocated", "jobs.completed_fraction", "jobs.wait_mean_s", "jobs.wait_p95_s",
-            "inference.slo_attainment", "inference.ttft_p99_s", "inference.tpot_p99_s",
-            "lost_gpu_hours", "energy_kwh", "gpus")
+# Which way is better: +1 higher, -1 lower, 0 neither (a choice, e.g. GPUs).
+HEADLINE = {"utilization_allocated": +1, "jobs.completed_fraction": +1, "jobs.wait_mean_s": -1,
+            "jobs.wait_p95_s": -1, "inference.slo_attainment": +1, "inference.ttft_p99_s": -1,
+            "inference.tpot_p99_s": -1, "lost_gpu_hours": -1, "energy_kwh": -1, "cost.total_usd": -1, "gpus": 0}
 
 
 @dataclass
@@ -151,10 +152,13 @@ def plot_headline(c: Comparison) -> bytes:
     ax = fig.add_subplot(1, 1, 1)
     if keys:
         vals = [t.loc[k, "change_pct"] for k in keys]
-        ax.barh(keys, vals, color=["#2ca02c" if v >= 0 else "#d62728" for v in vals])
+        def color(k, v):
+            good = HEADLINE[k] * v
+            return "#999999" if good == 0 else ("#2ca02c" if good > 0 else "#d62728")
+        ax.barh(keys, vals, color=[color(k, v) for k, v in zip(keys, vals)])
         ax.axvline(0, color="black", lw=0.8)
         ax.invert_yaxis()
-        ax.set_xlabel(f"change from {c.label_a} to {c.label_b} (%)")
+        ax.set_xlabel(f"change from {c.label_a} to {c.label_b} (%); green better, red worse")
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(alpha=0.3, axis="x")
     else:
@@ -196,5 +200,3 @@ def write_comparison(c: Comparison, outdir) -> Path:
     rp._write_atomic(path, page.encode("utf-8"))
     return path
 
-
-__all__ = ["Comparison", "compare", "write_comparison", "LEADING"]

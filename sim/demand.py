@@ -13,12 +13,14 @@ gpu_hours_served) and the scenario itself:
   pretraining compute of the bases it derives from (the seed's "up to
   30x"), in FLOPs and in GPU-hours, per base model too.
 - ``saturation``: the first interval whose demand reaches the fleet's
-  capacity, and the first with unserved demand.
-- ``gpus_needed``: per GPU kind of the cluster, the GPUs that run the
-  whole scenario on that kind alone with no queueing: every job starts at
-  submission and finishes by its deadline (a job too slow for its deadline
-  is widened in proportion), every fleet gets the replicas its SLOs need;
-  the peak of that concurrent demand, in whole nodes.
+  capacity or goes unserved in the run, and per pool when the no-queueing
+  demand of the work placed there first exceeds its GPUs.
+- ``gpus_needed``: the GPUs that run the work with no queueing: every job
+  starts at submission and finishes by its deadline (a job too slow for its
+  deadline is widened in proportion), every fleet gets the replicas its
+  SLOs need; the peak of that concurrent demand, in whole nodes. Given per
+  pool as the scenario places work (``by_pool``) and per GPU kind with the
+  whole scenario on that kind alone (``by_kind``).
 """
 from __future__ import annotations
 
@@ -38,9 +40,12 @@ LAW_OF_FAMILY = {"pretraining": "pretraining", "post_training": "post_training",
 SATURATION_FRACTION = 1.0
 """An interval is saturated when the GPU-hours demanded reach this fraction
 of the GPU-hours the fleet has (running plus queued work fills it)."""
-UNSERVED_FRACTION = 0.01
+UNSERVED_FRACTION = 0.02
 """Demand counts as unserved when served falls short of demanded by more
 than this fraction of it."""
+UNSERVED_INTERVALS = 2
+"""...in at least this many consecutive intervals: a lone short interval is
+replicas warming up (autoscaler scale_up_delay), not a fleet out of GPUs."""
 INFERENCE_STEPS = 4000
 """Time steps at most used to integrate a fleet's requests and replicas over
 the horizon (never coarser than an hour)."""
@@ -75,9 +80,13 @@ def capacity_gpus(scenario, catalogs) -> int:
 
 
 def saturation(demand: Optional[pd.DataFrame], capacity: int, interval_s: float) -> dict:
-    """When demand first fills the fleet, and when work first goes unserved."""
-    out = {"capacity_gpus": capacity, "time_s": None, "first_unserved_s": None,
-           "peak_demand_gpus": 0.0, "peak_at_s": None}
+    """When the fleet saturates in a run: the first interval whose demand
+    reaches the fleet's capacity (``fleet_full_s``) or that starts a run of
+    UNSERVED_INTERVALS intervals in which work goes unserved, waiting for
+    GPUs it cannot get (``first_unserved_s``);
+    ``time_s`` is the earlier of the two."""
+    out = {"capacity_gpus": capacity, "time_s": None, "fleet_full_s": None, "first_unserved_s": None,
+           "peak_demand_gpus": 0.0, "peak_at_s": None, "unserved_fraction_of_time": 0.0}
     if demand is None or demand.empty or capacity <= 0:
         return out
     per = demand.groupby("time_s")[["gpu_hours_demanded", "gpu_hours_served"]].sum().sort_index()
@@ -88,70 +97,65 @@ def saturation(demand: Optional[pd.DataFrame], capacity: int, interval_s: float)
     dem_gpus = per["gpu_hours_demanded"].to_numpy() / hours
     srv_gpus = per["gpu_hours_served"].to_numpy() / hours
     full = np.nonzero(dem_gpus >= SATURATION_FRACTION * capacity * (1 - 1e-9))[0]
-    short = np.nonzero(dem_gpus - srv_gpus > UNSERVED_FRACTION * np.maximum(dem_gpus, 1e-12))[0]
+    lacking = dem_gpus - srv_gpus > UNSERVED_FRACTION * np.maximum(dem_gpus, 1e-12)
+    run_ = np.convolve(lacking.astype(int), np.ones(UNSERVED_INTERVALS, dtype=int), "full")[UNSERVED_INTERVALS - 1:]
+    short = np.nonzero(lacking & (run_ >= min(UNSERVED_INTERVALS, len(lacking))))[0]
     k = int(np.argmax(dem_gpus))
-    out.update(time_s=float(times[full[0]]) if len(full) else None,
+    first = [float(times[x[0]]) for x in (full, short) if len(x)]
+    out.update(time_s=min(first) if first else None,
+               fleet_full_s=float(times[full[0]]) if len(full) else None,
                first_unserved_s=float(times[short[0]]) if len(short) else None,
                peak_demand_gpus=float(dem_gpus[k]), peak_at_s=float(times[k]),
-               saturated_fraction_of_time=float(hours[full].sum() / hours.sum()) if hours.sum() else 0.0)
+               unserved_fraction_of_time=float(hours[lacking].sum() / hours.sum()) if hours.sum() else 0.0)
     return out
 
 
 # --------------------------------------------------------------- jobs
-def _pool_info(scenario, catalogs, pool_spec):
-    from sim.engine import PoolInfo
+def _estimator(pools: list, timer, force=None):
+    """A job's seconds at the tightest placement of its pool (or of `force`),
+    as the engine's generators see it."""
+    from sim.cluster import PoolState
+    from sim.placement import Placement, ideal_tiers
 
-    hw = catalogs.hardware
-    system = hw.system(pool_spec.system)
-    return PoolInfo(name=pool_spec.name, system=system, gpu=hw.system_gpu(system),
-                    fabric=hw.fabric(pool_spec.fabric.link or system.fabric),
-                    nodes=pool_spec.nodes - pool_spec.spare_nodes, gpus_per_node=system.gpus_per_node)
+    states = {p.name: PoolState(k, p.name, p.gpus_per_node, p.nodes, 0, p.levels) for k, p in enumerate(pools)}
+    by_name = {p.name: p for p in pools}
+    largest = max(pools, key=lambda p: p.gpus)
 
+    def estimate(job) -> float:
+        if job.duration_s is not None:
+            return float(job.duration_s)
+        info = force or (by_name[job.pool] if job.pool else largest)
+        st = states[info.name]
+        tiers = ideal_tiers(st, job.gpus)
+        place = Placement(pool=info.name, system=info.system, gpu=info.gpu, fabric=info.fabric, gpus=job.gpus,
+                          nodes=tuple(range(st.nodes_for(job.gpus))), tiers_spanned=tiers,
+                          oversubscription=info.oversubscription[tiers])
+        return timer.seconds(job, place)
 
-def _tiers(info, gpus: int) -> int:
-    """Switch tiers a tightly packed gang spans: none inside a node or NVLink
-    domain, the leaf inside a scalable unit, the spine beyond."""
-    nodes = math.ceil(gpus / info.gpus_per_node)
-    if gpus <= info.system.nvlink_domain_gpus or nodes <= 1:
-        return 0
-    return 1 if nodes <= info.system.su_nodes else 2
-
-
-def _placement(info, gpus: int, tier_ratios: dict):
-    from sim.placement import Placement, oversubscription_for
-
-    tiers = _tiers(info, gpus)
-    return Placement(pool=info.name, system=info.system, gpu=info.gpu, fabric=info.fabric, gpus=gpus,
-                     nodes=tuple(range(math.ceil(gpus / info.gpus_per_node))), tiers_spanned=tiers,
-                     oversubscription=oversubscription_for(tier_ratios, tiers))
+    return estimate
 
 
-def scenario_jobs(scenario, catalogs, pool_spec=None, timer=None) -> list:
-    """The pretraining and post-training Jobs of a scenario as the generators
-    make them, every workload's jobs sized for `pool_spec` (default: its own
-    pool, else the largest)."""
-    from sim.engine import WorkloadContext
+def scenario_jobs(scenario, catalogs, force=None, timer=None, pools=None) -> list:
+    """The pretraining and post-training Jobs of a scenario as the engine's
+    generators make them (same seeds); with `force` (a sim.engine.PoolInfo)
+    every job is sized and timed on that pool."""
+    from sim.engine import WorkloadContext, build_pools
     from sim.generators import jobs_for_workload
     from sim.placement import WorkTimer
 
     timer = timer or WorkTimer(catalogs.models)
-    pools = {p.name: p for p in scenario.cluster.pools}
-    infos = {name: _pool_info(scenario, catalogs, p) for name, p in pools.items()}
-    largest = max(pools.values(), key=lambda p: (p.nodes - p.spare_nodes) * catalogs.hardware.system(p.system).gpus_per_node)
+    pools = pools or build_pools(scenario, catalogs)
+    by_name = {p.name: p for p in pools}
+    largest = max(pools, key=lambda p: p.gpus)
+    estimate = _estimator(pools, timer, force)
     jobs = []
     for i, w in enumerate(scenario.workloads):
         if w.family not in ("pretraining", "post_training"):
             continue
-        spec = pool_spec or (pools[w.pool] if w.pool else largest)
-        info = _pool_info(scenario, catalogs, spec)
-        ratios = spec.fabric.tier_ratios()
-
-        def estimate(job, info=info, ratios=ratios):
-            return timer.seconds(job, _placement(info, job.gpus, ratios))
-
+        info = force or (by_name[w.pool] if w.pool else largest)
         ctx = WorkloadContext(scenario=scenario, catalogs=catalogs, workload=w, index=i,
-                              rng=np.random.default_rng([scenario.seed, i]), horizon_s=scenario.duration,
-                              pools=infos, pool=info, estimate_s=estimate)
+                              rng=np.random.default_rng([scenario.seed, 1000 + i]), horizon_s=scenario.duration,
+                              pools=by_name, pool=info, estimate_s=estimate)
         jobs.extend(jobs_for_workload(w, ctx))
     return jobs
 
@@ -241,100 +245,165 @@ def post_training_multiple(jobs: list, catalogs) -> dict:
 
 
 # -------------------------------------------------------- GPUs needed
-def gpus_needed(scenario, catalogs, jobs_by_kind: Optional[dict] = None) -> dict:
-    """Per GPU kind of the cluster: the GPUs that run everything on that kind
-    with no queueing and every deadline and SLO met (module docstring)."""
+def _job_spans(jobs, estimate, horizon: float) -> tuple[list, int]:
+    """(start, end, GPUs) per job started at submission; a job that would miss
+    its deadline is widened in proportion (linear scaling) to end on it."""
+    spans, late = [], 0
+    for job in jobs:
+        if job.submit_s >= horizon:
+            continue
+        t = estimate(job)
+        g = float(job.gpus)
+        window = (job.deadline_s - job.submit_s) if job.deadline_s is not None else None
+        if window is not None and window > 0 and t > window:
+            g, t, late = g * t / window, window, late + 1
+        spans.append((job.submit_s, min(job.submit_s + t, horizon), g))
+    return spans, late
+
+
+def _request_mode_gpus(w, grid: np.ndarray, horizon: float) -> np.ndarray:
+    gpus = w.tp * w.pp * ((w.disaggregated.prefill_replicas + w.disaggregated.decode_replicas)
+                          if w.disaggregated else w.replicas)
+    end = w.start + (w.duration or horizon)
+    return np.where((grid >= w.start) & (grid < end), float(gpus), 0.0)
+
+
+def _need(spans: list, inference: np.ndarray, grid: np.ndarray, horizon: float, gpus_per_node: int,
+          capacity: Optional[int] = None) -> dict:
+    """Peak of concurrent training spans plus inference GPUs, in whole nodes;
+    with `capacity`, also when that demand first exceeds it."""
+    if spans:
+        starts, ends, widths = (np.array(x, dtype=float) for x in zip(*spans))
+    else:
+        starts = ends = widths = np.zeros(0)
+    points = np.unique(np.concatenate([grid, starts]))
+    os_, oe = np.argsort(starts), np.argsort(ends)
+    cs = np.concatenate([[0.0], np.cumsum(widths[os_])])
+    ce = np.concatenate([[0.0], np.cumsum(widths[oe])])
+    train = cs[np.searchsorted(starts[os_], points, side="right")] - ce[np.searchsorted(ends[oe], points, side="right")]
+    inf_at = inference[np.clip(np.searchsorted(grid, points, side="right") - 1, 0, len(grid) - 1)] \
+        if len(grid) else np.zeros(len(points))
+    total = train + inf_at
+    k = int(np.argmax(total)) if len(total) else 0
+    peak = float(total[k]) if len(total) else 0.0
+    need = max(peak, float(widths.max()) if len(widths) else 0.0)
+    nodes = int(math.ceil(need / gpus_per_node - 1e-9))
+    over = np.nonzero(total > capacity + 1e-9)[0] if capacity is not None else []
+    train_h = float(np.sum(widths * (ends - starts)) / 3600.0)
+    inf_h = float(inference.sum() * (horizon / len(grid)) / 3600.0) if len(grid) else 0.0
+    return {"gpus": nodes * gpus_per_node, "nodes": nodes,
+            "peak_at_s": float(points[k]) if len(points) else None,
+            "training_peak_gpus": float(train.max()) if len(train) else 0.0,
+            "inference_peak_gpus": float(inference.max()) if len(inference) else 0.0,
+            "average_gpus": (train_h + inf_h) * 3600.0 / horizon,
+            "gpu_hours": {"training": train_h, "test_time": inf_h},
+            **({"exceeds_capacity_at_s": float(points[over[0]]) if len(over) else None}
+               if capacity is not None else {})}
+
+
+def gpus_needed(scenario, catalogs, *, jobs=None, timer=None, pools=None, fleets=None) -> dict:
+    """GPUs that meet every deadline and SLO with no queueing (module docstring):
+
+    - by_pool: each pool of the cluster with the work the scenario puts on
+      it (a workload's `pool`, else the largest pool);
+    - by_kind: per GPU kind of the cluster, the whole scenario on that kind
+      alone.
+    A finished run may hand over its jobs, WorkTimer, PoolInfos and fleets
+    (sim.engine.SimRun) so that nothing is generated or timed twice."""
+    from sim.engine import build_pools
     from sim.placement import WorkTimer
 
-    out = {}
-    seen = set()
     horizon = scenario.duration
-    for spec in scenario.cluster.pools:
-        info = _pool_info(scenario, catalogs, spec)
+    pools = pools or build_pools(scenario, catalogs)
+    largest = max(pools, key=lambda p: p.gpus)
+    grid = _grid(0.0, horizon)
+    out = {"by_pool": {}, "by_kind": {}}
+
+    # the scenario's own placement of work on pools
+    timer = timer or WorkTimer(catalogs.models)
+    estimate = _estimator(pools, timer)
+    try:
+        if jobs is None:
+            jobs = scenario_jobs(scenario, catalogs, None, timer, pools)
+        jobs = [j for j in jobs if j.family in ("pretraining", "post_training")]
+        spans_by = {p.name: [] for p in pools}
+        late = {p.name: 0 for p in pools}
+        for job in jobs:
+            name = job.pool or largest.name
+            sp, lt = _job_spans([job], estimate, horizon)
+            spans_by[name] += sp
+            late[name] += lt
+        inf_by = {p.name: np.zeros(len(grid)) for p in pools}
+        for i, w in enumerate(scenario.workloads):
+            if w.family != "inference":
+                continue
+            name = w.pool or largest.name
+            if w.mode == "request":
+                inf_by[name] += _request_mode_gpus(w, grid, horizon)
+        for f in (fleets if fleets is not None else _fleets(scenario, catalogs)):
+            name = f.workload.pool or largest.name
+            inf_by[name] += np.array([f.replicas_at(t) * f.replica_gpus for t in grid], dtype=float)
+        for p in pools:
+            entry = {"system": p.system.name, "gpu": p.gpu.name, "has_gpus": p.gpus}
+            entry.update(_need(spans_by[p.name], inf_by[p.name], grid, horizon, p.gpus_per_node, p.gpus))
+            entry["jobs_widened_for_deadline"] = late[p.name]
+            out["by_pool"][p.name] = entry
+    except InputError as exc:
+        out["by_pool"] = {"error": exc.line()}
+
+    # everything on one GPU kind (a one-pool cluster: the same as by_pool)
+    if len(pools) == 1 and pools[0].name in out["by_pool"]:
+        entry = {k: v for k, v in out["by_pool"][pools[0].name].items()
+                 if k not in ("gpu", "has_gpus", "exceeds_capacity_at_s")}
+        out["by_kind"][pools[0].gpu.name] = entry
+        return out
+    seen = set()
+    for spec, info in zip(scenario.cluster.pools, pools):
         kind = info.gpu.name
         if kind in seen:
             continue
         seen.add(kind)
-        timer = WorkTimer(catalogs.models)
-        ratios = spec.fabric.tier_ratios()
-        entry = {"system": info.system.name, "gpus": None, "nodes": None}
+        entry = {"system": info.system.name}
         try:
-            jobs = scenario_jobs(scenario, catalogs, spec, timer)
-            starts, ends, widths = [], [], []
-            late = 0
-            for job in jobs:
-                if job.submit_s >= horizon:
-                    continue
-                t = timer.seconds(job, _placement(info, job.gpus, ratios))
-                g = float(job.gpus)
-                window = (job.deadline_s - job.submit_s) if job.deadline_s is not None else None
-                if window is not None and window > 0 and t > window:
-                    g, t, late = g * t / window, window, late + 1
-                starts.append(job.submit_s)
-                ends.append(min(job.submit_s + t, horizon))
-                widths.append(g)
-            fleets = _fleets(scenario, catalogs, spec)
+            kind_jobs = scenario_jobs(scenario, catalogs, info, timer, pools)
+            spans, late = _job_spans(kind_jobs, _estimator(pools, timer, info), horizon)
+            inf = np.zeros(len(grid))
+            same = fleets is not None and all(
+                f.cfg.gpu.name == kind and pools[f.pool].system.name == info.system.name for f in fleets)
+            for f in (fleets if same else _fleets(scenario, catalogs, spec)):
+                inf += np.array([f.replicas_at(t) * f.replica_gpus for t in grid], dtype=float)
+            for w in scenario.workloads:
+                if w.family == "inference" and w.mode == "request":
+                    inf += _request_mode_gpus(w, grid, horizon)
         except InputError as exc:
-            entry["error"] = exc.line()
-            out[kind] = entry
+            entry.update(gpus=None, nodes=None, error=exc.line())
+            out["by_kind"][kind] = entry
             continue
-        starts, ends, widths = np.array(starts), np.array(ends), np.array(widths)
-        grid = _grid(0.0, horizon)
-        inf_gpus = np.zeros(len(grid))
-        for f in fleets:
-            inf_gpus += np.array([f.replicas_at(t) * f.replica_gpus for t in grid])
-        for i, w in enumerate(scenario.workloads):
-            if w.family == "inference" and w.mode == "request":
-                gpus = w.tp * w.pp * ((w.disaggregated.prefill_replicas + w.disaggregated.decode_replicas)
-                                      if w.disaggregated else w.replicas)
-                end = w.start + (w.duration or horizon)
-                inf_gpus += np.where((grid >= w.start) & (grid < end), gpus, 0)
-        # training concurrency at every job start and every grid point
-        points = np.unique(np.concatenate([grid, starts])) if len(starts) else grid
-        order_s, order_e = np.argsort(starts), np.argsort(ends)
-        cs = np.concatenate([[0.0], np.cumsum(widths[order_s])]) if len(starts) else np.zeros(1)
-        ce = np.concatenate([[0.0], np.cumsum(widths[order_e])]) if len(starts) else np.zeros(1)
-        if len(starts):
-            train = cs[np.searchsorted(starts[order_s], points, side="right")] - \
-                ce[np.searchsorted(ends[order_e], points, side="right")]
-        else:
-            train = np.zeros(len(points))
-        inf_at = inf_gpus[np.clip(np.searchsorted(grid, points, side="right") - 1, 0, len(grid) - 1)] if len(grid) else 0
-        total = train + inf_at
-        k = int(np.argmax(total)) if len(total) else 0
-        peak = float(total[k]) if len(total) else 0.0
-        largest = float(widths.max()) if len(widths) else 0.0
-        need = max(peak, largest)
-        nodes = int(math.ceil(need / info.gpus_per_node - 1e-9))
-        gpu_h = float(np.sum(widths * (ends - starts)) / 3600.0)
-        dt = horizon / len(grid) if len(grid) else 0.0
-        inf_h = float(inf_gpus.sum() * dt / 3600.0)
-        entry.update(gpus=nodes * info.gpus_per_node, nodes=nodes, peak_at_s=float(points[k]) if len(points) else None,
-                     training_peak_gpus=float(train.max()) if len(train) else 0.0,
-                     inference_peak_gpus=float(inf_gpus.max()) if len(inf_gpus) else 0.0,
-                     average_gpus=(gpu_h + inf_h) * 3600.0 / horizon,
-                     gpu_hours={"training": gpu_h, "test_time": inf_h},
-                     jobs_widened_for_deadline=late)
-        out[kind] = entry
+        entry.update(_need(spans, inf, grid, horizon, info.gpus_per_node))
+        entry["jobs_widened_for_deadline"] = late
+        out["by_kind"][kind] = entry
     return out
 
 
 # -------------------------------------------------------------- block
-def laws_block(scenario, demand: Optional[pd.DataFrame] = None, catalogs=None, *, with_gpus_needed: bool = True) -> dict:
-    """summary.json's `laws` block (see the module docstring)."""
+def laws_block(scenario, demand: Optional[pd.DataFrame] = None, catalogs=None, *, with_gpus_needed: bool = True,
+               jobs=None, timer=None, pools=None, fleets=None) -> dict:
+    """summary.json's `laws` block (see the module docstring). `jobs`,
+    `timer`, `pools`, `fleets`: a finished run's, to reuse (else generated)."""
     if catalogs is None:
         from sim.scenario import check_scenario
         catalogs = check_scenario(scenario)
     totals = totals_by_law(demand)
-    jobs = scenario_jobs(scenario, catalogs)
-    pre_flops = sum(float(j.meta.get("flops", 0.0)) for j in jobs if j.family == "pretraining")
-    post_flops = sum(float(j.meta.get("flops", 0.0)) for j in jobs if j.family == "post_training")
-    totals["pretraining"]["flops"] = pre_flops
-    totals["pretraining"]["jobs"] = sum(j.family == "pretraining" for j in jobs)
-    totals["post_training"]["flops"] = post_flops
-    totals["post_training"]["jobs"] = sum(j.family == "post_training" for j in jobs)
+    if jobs is None:
+        jobs = scenario_jobs(scenario, catalogs, None, timer, pools)
+    jobs = [j for j in jobs if j.family in ("pretraining", "post_training")]
+    fleets = fleets if fleets is not None else _fleets(scenario, catalogs)
+    for law in ("pretraining", "post_training"):
+        mine = [j for j in jobs if j.family == law]
+        totals[law]["flops"] = sum(float(j.meta.get("flops", 0.0)) for j in mine)
+        totals[law]["jobs"] = len(mine)
     tt = {"flops": 0.0, "requests": 0.0, "compute_over_single_pass": None}
-    for f in _fleets(scenario, catalogs):
+    for f in fleets:
         r = fleet_flops(f)
         tt["flops"] += r["flops"]
         tt["requests"] += r["requests"]
@@ -348,5 +417,53 @@ def laws_block(scenario, demand: Optional[pd.DataFrame] = None, catalogs=None, *
     block["post_training_over_pretraining"] = multiple
     block["saturation"] = saturation(demand, capacity_gpus(scenario, catalogs), scenario.outputs.sample_interval)
     if with_gpus_needed:
-        block["gpus_needed"] = gpus_needed(scenario, catalogs)
+        need = gpus_needed(scenario, catalogs, jobs=jobs, timer=timer, pools=pools, fleets=fleets)
+        block["gpus_needed"] = need
+        block["saturation"]["by_pool"] = {name: e.get("exceeds_capacity_at_s") for name, e in need["by_pool"].items()
+                                          if isinstance(e, dict)}
     return block
+
+
+def laws_from_run(sim, demand: Optional[pd.DataFrame]) -> dict:
+    """The `laws` block of a finished run (a sim.engine.SimRun)."""
+    from sim.scenario import check_scenario
+
+    eng = sim.engine
+    catalogs = check_scenario(sim.scenario)
+    jobs = [r.job for r in eng.runs[:eng.n_jobs]]
+    return laws_block(sim.scenario, demand, catalogs, jobs=jobs, timer=eng.timer, pools=sim.pools, fleets=sim.fleets)
+
+
+def laws_rows(laws: dict) -> list[tuple[str, str]]:
+    """The laws block as (label, text) rows for printed and HTML summaries:
+    GPU-hours per law, the post-training multiple, saturation, GPUs needed."""
+    from workloads.units import format_duration
+
+    if not isinstance(laws, dict):
+        return []
+    rows = []
+    for law in LAWS:
+        b = laws.get(law) or {}
+        if b.get("gpu_hours_demanded") or b.get("flops"):
+            rows.append((f"{law.replace('_', '-')} GPU-hours",
+                         f"{b.get('gpu_hours_demanded', 0.0):,.0f} demanded, {b.get('gpu_hours_served', 0.0):,.0f} served"
+                         + (f", {b['flops']:.3g} FLOP" if b.get("flops") else "")))
+    mult = (laws.get("post_training_over_pretraining") or {}).get("flops")
+    if mult is not None:
+        rows.append(("post-training / pretraining", f"{mult:.3g}x compute"))
+    sat = laws.get("saturation") or {}
+    if "capacity_gpus" in sat:
+        t = sat.get("time_s")
+        rows.append(("fleet saturates", format_duration(t) if t is not None else "never"))
+        for pool, t in (sat.get("by_pool") or {}).items():
+            if t is not None:
+                rows.append((f"  pool {pool} demand exceeds it", f"at {format_duration(t)}"))
+    need = laws.get("gpus_needed") or {}
+    for pool, e in (need.get("by_pool") or {}).items():
+        if isinstance(e, dict) and e.get("gpus") is not None:
+            rows.append((f"GPUs needed, pool {pool}", f"{e['gpus']:,} {e.get('gpu', '')} (has {e.get('has_gpus', 0):,})"))
+    for kind, e in (need.get("by_kind") or {}).items():
+        if isinstance(e, dict):
+            text = f"{e['gpus']:,}" if e.get("gpus") is not None else e.get("error", "n/a")
+            rows.append((f"GPUs needed, all on {kind}", text))
+    return rows

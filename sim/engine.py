@@ -23,6 +23,7 @@ results that sim/outputs.py turns into tables and the summary.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 import simpy
 from simpy.events import Timeout
-from sortedcontainers import SortedList
 
 from sim.cluster import DOWN, UP, IndexedSet, Level, PoolState
 from sim.failures import causes as failure_causes, wall_time, work_done
@@ -160,6 +160,16 @@ class PoolRT:
     state: PoolState
 
 
+def _by_end(running: dict):
+    """(end, run) of running jobs in order of expected end, lazily: a heap
+    built in O(r), popped only as far as the walk goes."""
+    h = [(e, i) for i, e in running.items()]
+    heapq.heapify(h)
+    pop = heapq.heappop
+    while h:
+        yield pop(h)
+
+
 # ------------------------------------------------------------------ engine
 class Engine:
     """One simulation: build it with pools, jobs and fleets, call run()."""
@@ -195,6 +205,15 @@ class Engine:
             st = PoolState(i, info.name, info.gpus_per_node, info.nodes, info.spare_nodes, info.levels)
             self.pools.append(PoolRT(info, st))
         self.pool_index = {p.info.name: i for i, p in enumerate(self.pools)}
+        from hardware.power import gpu_busy_w
+        self._power = []
+        for pr in self.pools:
+            sysm, gpu = pr.info.system, pr.info.gpu
+            if sysm is None or gpu is None:
+                self._power.append((0.0, 0.0))
+            else:
+                self._power.append((sysm.node_overhead_w + sysm.gpus_per_node * gpu.idle_w,
+                                    gpu_busy_w(gpu) - gpu.idle_w))
         self.nominal_gpus = sum(p.info.nodes * p.info.gpus_per_node for p in self.pools)
         # accounting
         self.demand = Demand()
@@ -254,7 +273,8 @@ class Engine:
             f.dkey = self.demand.key("inference", "serving")
             self.fam_alloc.setdefault("inference", 0)
         # indexes used by backfill, preemption and failures
-        self.by_end = [SortedList() for _ in self.pools] if self.backfill else None
+        # running jobs per pool -> expected end (the reservation walk orders them)
+        self.by_end = [{} for _ in self.pools] if self.backfill else None
         self.by_prio: dict[int, IndexedSet] | None = {} if self.preemption else None
         self.prio_alloc: dict[int, int] = {}
         need_nodes = self.preemption or self.failures is not None
@@ -442,6 +462,8 @@ class Engine:
 
     def _wall(self, r: Run, D: float) -> float:
         remaining = (1.0 - r.progress) * D
+        if self.ckpt_interval == INF:
+            return r.pending_over + remaining
         if r.checkpointable:
             return wall_time(remaining, r.pending_over, self.ckpt_interval, self.ckpt_cost)
         return wall_time(remaining, r.pending_over, INF, 0.0)
@@ -472,7 +494,7 @@ class Engine:
         self.queued_gpus -= r.gpus
         self.demand.change(r.dkey, now, 0, r.gpus)
         if self.by_end is not None:
-            self.by_end[p].add((r.end_at, r.i))
+            self.by_end[p][r.i] = r.end_at
         if r.tiers >= 0:
             self.tier_starts[min(r.tiers, 3)] += 1
         self.counts["started"] += 1
@@ -506,7 +528,7 @@ class Engine:
         self.fam_alloc[r.family] -= a
         self.tenant_alloc[r.tenant] -= a
         if self.by_end is not None and r.fleet is None:
-            self.by_end[p].remove((r.end_at, r.i))
+            del self.by_end[p][r.i]
         if self.by_prio is not None:
             self.by_prio[r.priority].remove(r.i)
             self.prio_alloc[r.priority] -= a
@@ -560,7 +582,7 @@ class Engine:
         g = head.gpus
         hyp: dict[int, int] = {}
         if g <= gpn:
-            for end, j in self.by_end[p]:
+            for end, j in _by_end(self.by_end[p]):
                 v = runs[j]
                 per = v.per_node
                 for node in v.nodes:
@@ -574,7 +596,7 @@ class Engine:
         k = -(-g // gpn)
         wf = st.whole_free
         later: set = set()
-        for end, j in self.by_end[p]:
+        for end, j in _by_end(self.by_end[p]):
             v = runs[j]
             per = v.per_node
             for node in v.nodes:
@@ -593,41 +615,66 @@ class Engine:
         res = self._reservation(head)
         runs = self.runs
         pools = self.pools
-        # cheap bound: nothing can start when no pool has a free GPU
-        if not any(pools[p].state.free_gpus for p in range(len(pools))):
-            return
+        single_pool = len(pools) == 1
+        st = pools[0].state
+        gpn = st.gpn
         for j in list(self.queue.candidates(self.window)):
+            if single_pool:
+                # inline quick reject (PoolState.fits)
+                if not st.free_gpus:
+                    return
+                g = runs[j].gpus
+                if g <= gpn:
+                    if not st.whole_free and not (st.partial_mask >> g):
+                        continue
+                elif st.whole_free * gpn < g:
+                    continue
             r = runs[j]
             if r.state == QUEUED:
                 self._backfill_one(r, head, res)
 
     def _backfill_one(self, r: Run, head: Run, res: Reservation) -> bool:
+        """Start r now if it fits and does not delay the head's reservation:
+        it ends before the shadow time, or it uses only what the head will
+        not need then (EASY). Decided before placing where the answer does
+        not depend on the nodes chosen; otherwise placed, checked, and
+        undone if it would delay the head."""
         pools = self.pools
         now = self.env.now
+        job = r.job
         for p in r.pools:
             st = pools[p].state
             if not st.fits(r.gpus):
                 continue
+            gpn = st.gpn
+            constrained = p == res.pool and res.shadow < INF
+            whole_nodes = r.gpus >= gpn
+            if constrained:
+                # a lower bound of the run time: fixed, or at the tightest placement
+                d0 = job.duration_s if job.duration_s is not None else self.estimate(job, p)
+                if now + self._wall(r, d0) > res.shadow and whole_nodes and not res.single:
+                    if st.nodes_for(r.gpus) > res.extra:
+                        continue
             nodes, per = st.allocate(r.gpus, self.topology)
             D = self._duration(r, p, nodes)
-            ok = True
-            if p == res.pool and res.shadow < INF and now + self._wall(r, D) > res.shadow:
+            if constrained and now + self._wall(r, D) > res.shadow:
+                ok = True
                 if res.single:
                     if res.node in nodes:
                         ok = res.node_free - per >= head.gpus
                         if ok:
                             res.node_free -= per
                 else:
-                    gpn, free = st.gpn, st.free
+                    free = st.free
                     used = [n for n in nodes if free[n] + per == gpn or n in res.later]
                     ok = len(used) <= res.extra
                     if ok:
                         res.extra -= len(used)
                         for n in used:
                             res.later.discard(n)
-            if not ok:
-                st.release(nodes, per)
-                continue
+                if not ok:
+                    st.release(nodes, per)
+                    continue
             self.queue.remove(r)
             self._start(r, p, nodes, per, D)
             self.counts["backfilled"] += 1
@@ -928,8 +975,13 @@ class Engine:
             whole += st.whole_free * st.gpn
             free += st.free_gpus
         frag = 1.0 - whole / free if free else 0.0
+        power = 0.0
+        for k, pr in enumerate(self.pools):
+            st = pr.state
+            idle_w, extra_w = self._power[k]
+            power += (st.n - st.down_nodes) * idle_w + self.pool_alloc[k] * extra_w
         self.util_rows.append((now, in_service, self.allocated, tuple(self.fam_alloc.values()), self.queued_jobs,
-                               self.queued_gpus, down, frag, tuple(self.pool_alloc)))
+                               self.queued_gpus, down, frag, power * self.pue / 1e3, tuple(self.pool_alloc)))
 
     def _finalize(self) -> None:
         now = self.horizon
@@ -942,3 +994,138 @@ class Engine:
         self.demand.flush(last, now)
         if self.progress_fn is not None:
             self.progress_fn(now, self.horizon, self.events, self.wall_s)
+
+
+# ------------------------------------------------------------- whole runs
+@dataclass
+class SimRun:
+    """Everything a finished simulation hands to sim/outputs.py."""
+    scenario: Any
+    engine: Engine
+    pools: list
+    fleets: list
+    request_results: list          # (workload name, RequestSimResult)
+    wall_s: float
+    jobs_not_submitted: int = 0
+
+
+def build_pools(scenario, catalogs) -> list[PoolInfo]:
+    """PoolInfo per scenario pool, with topology levels from hardware.topology."""
+    from hardware import topology as topo_mod
+
+    hw = catalogs.hardware
+    specs = [topo_mod.PoolSpec(system=p.system, nodes=p.nodes, fabric=p.fabric.link,
+                               oversubscription=p.fabric.oversubscription, name=p.name)
+             for p in scenario.cluster.pools]
+    topo = topo_mod.build_topology(specs, hw)
+    out = []
+    for p, lay in zip(scenario.cluster.pools, topo.pools):
+        system = lay.system
+        npd = system.nodes_per_domain
+        levels = []
+        if npd > 1:
+            levels.append(Level("nvlink_domain", npd, 0))
+        levels.append(Level("leaf", lay.domains_per_group * npd, 1))
+        levels.append(Level("su", system.su_nodes, 2 if lay.groups_per_su > 1 else 1))
+        if lay.tiers >= 3:
+            levels.append(Level("pod", lay.sus_per_pod * system.su_nodes, 2))
+        levels.append(Level("top", max(lay.nodes, 1), max(1, lay.tiers)))
+        over = tuple(lay.oversubscription_to(t) for t in TIER_NAMES)
+        out.append(PoolInfo(name=p.name, system=system, gpu=lay.gpu, fabric=lay.fabric,
+                            nodes=p.nodes - p.spare_nodes, gpus_per_node=system.gpus_per_node,
+                            spare_nodes=p.spare_nodes, levels=levels, oversubscription=over))
+    return out
+
+
+def _workload_name(w, i: int) -> str:
+    try:
+        from sim.generators import workload_name
+        return workload_name(w, i)
+    except ImportError:  # pragma: no cover - generators ship with the package
+        return w.name or f"{w.family}-{i}"
+
+
+def collect_work(scenario, catalogs, pools: list[PoolInfo], timer: WorkTimer, estimate) -> tuple[list, list, list]:
+    """(jobs, fleets, request-mode workloads) of a scenario."""
+    from sim.fleet import build_fleet
+    from workloads.job_traces import load_job_trace
+
+    jobs: list[Job] = []
+    fleets = []
+    request_mode = []
+    pool_by_name = {p.name: p for p in pools}
+    largest = max(pools, key=lambda p: p.gpus)
+    horizon = scenario.duration
+    for i, w in enumerate(scenario.workloads):
+        name = _workload_name(w, i)
+        where = f"workloads[{i}]"
+        if w.family == "trace":
+            loaded = load_job_trace(scenario.resolve(w.path), w.format, w.time_scale, w.limit, family="trace",
+                                    tenant=w.tenant, priority=w.priority, pool=w.pool, workload=name,
+                                    id_prefix=f"{name}-")
+            for j in loaded:
+                if j.pool is not None and j.pool not in pool_by_name:
+                    from workloads.errors import unknown_name
+                    raise unknown_name("pool", j.pool, pool_by_name, f"{scenario.resolve(w.path)} (job {j.job_id})")
+            jobs.extend(loaded)
+        elif w.family == "inference":
+            if w.mode == "request":
+                request_mode.append((i, name, w))
+            else:
+                pidx = next(k for k, p in enumerate(pools) if p.name == w.pool) if w.pool else \
+                    pools.index(largest)
+                pspec = scenario.cluster.pools[pidx]
+                fleets.append(build_fleet(w, i, name, scenario, catalogs, pidx, pspec, horizon))
+        else:
+            from sim.generators import jobs_for_workload
+            ctx = WorkloadContext(scenario=scenario, catalogs=catalogs, workload=w, index=i,
+                                  rng=np.random.default_rng([scenario.seed, 1000 + i]), horizon_s=horizon,
+                                  pools=pool_by_name, pool=pool_by_name[w.pool] if w.pool else largest,
+                                  estimate_s=estimate)
+            made = jobs_for_workload(w, ctx)
+            from workloads.jobs import check_job
+            for j in made:
+                check_job(j, where)
+            jobs.extend(made)
+    return jobs, fleets, request_mode
+
+
+def simulate(scenario, catalogs=None, progress: Callable | None = None) -> SimRun:
+    """Run a validated Scenario end to end (see the module doc)."""
+    from sim.scenario import check_scenario
+
+    t0 = time.perf_counter()
+    if catalogs is None:
+        catalogs = check_scenario(scenario)
+    pools = build_pools(scenario, catalogs)
+    timer = WorkTimer(catalogs.models)
+    # a probe engine-free estimator for generators: tightest placement in the job's pool
+    probe_states = {p.name: PoolState(k, p.name, p.gpus_per_node, p.nodes, 0, p.levels) for k, p in enumerate(pools)}
+    pool_by_name = {p.name: p for p in pools}
+
+    def estimate(job: Job) -> float:
+        if job.duration_s is not None:
+            return float(job.duration_s)
+        info = pool_by_name[job.pool] if job.pool else max(pools, key=lambda p: p.gpus)
+        st = probe_states[info.name]
+        tiers = ideal_tiers(st, job.gpus)
+        place = Placement(pool=info.name, system=info.system, gpu=info.gpu, fabric=info.fabric, gpus=job.gpus,
+                          nodes=tuple(range(st.nodes_for(job.gpus))), tiers_spanned=tiers,
+                          oversubscription=info.oversubscription[tiers])
+        return timer.seconds(job, place)
+
+    jobs, fleets, request_mode = collect_work(scenario, catalogs, pools, timer, estimate)
+    horizon = scenario.duration
+    late = sum(1 for j in jobs if j.submit_s >= horizon)
+    eng = Engine(pools, jobs, fleets, scheduler=scenario.scheduler, failures=scenario.failures,
+                 horizon_s=horizon, sample_interval_s=scenario.outputs.sample_interval, seed=scenario.seed,
+                 timer=timer, progress=progress, pue=scenario.power.pue)
+    request_results = []
+    if request_mode:
+        from sim.requests import simulate_requests, spec_from_workload
+        for i, name, w in request_mode:
+            spec = spec_from_workload(w, scenario, catalogs, i)
+            request_results.append((name, simulate_requests(spec, catalogs, seed=scenario.seed * 1000003 + i)))
+    eng.run()
+    return SimRun(scenario=scenario, engine=eng, pools=pools, fleets=fleets, request_results=request_results,
+                  wall_s=time.perf_counter() - t0, jobs_not_submitted=late)

@@ -113,6 +113,17 @@ def pretraining_runs(workload, index: int, models, horizon_s: float) -> list[Pre
     return [PretrainingRun(name, model, n, d, sl.training_flops(n, d), workload.submit, workload.deadline)]
 
 
+def _check_runs(job: Job, ctx, where: str) -> None:
+    """Surface a job that cannot run (does not fit in memory, no layout) at
+    generation time, naming the workload, instead of mid-simulation."""
+    if ctx.estimate_s is None:
+        return
+    try:
+        ctx.estimate_s(job)
+    except InputError as exc:
+        raise InputError(exc.what, f"{where} ({job.kind}, {job.gpus} GPUs)", exc.fix) from None
+
+
 def _pretraining_jobs(workload, ctx) -> list[Job]:
     runs = pretraining_runs(workload, ctx.index, ctx.catalogs.models, ctx.horizon_s)
     wname = workload_name(workload, ctx.index)
@@ -126,6 +137,8 @@ def _pretraining_jobs(workload, ctx) -> list[Job]:
                         model=run.model.name,
                         meta={"flops": sl.training_flops_full(run.model, run.tokens, workload.seq_len),
                               "flops_6nd": run.compute, "params": run.params, "tokens": run.tokens}))
+    if jobs:
+        _check_runs(jobs[-1], ctx, f"workloads[{ctx.index}]")
     return jobs
 
 
@@ -231,6 +244,9 @@ def _post_training_jobs(workload, ctx) -> list[Job]:
     else:
         releases.append((wname, models.get(workload.base_model, f"{where}.base_model"), 0.0, None))
 
+    if workload.arrival.end is not None and workload.arrival.end < workload.arrival.start:
+        raise InputError(f"the arrival window ends ({workload.arrival.end:g} s) before it starts "
+                         f"({workload.arrival.start:g} s)", f"{where}.arrival", "give end >= start")
     jobs = []
     for label, base, release, dep in releases:
         start = release + workload.arrival.start
@@ -241,6 +257,8 @@ def _post_training_jobs(workload, ctx) -> list[Job]:
             flops = pt.total_flops(steps)
             times = arrival_times(workload.arrival.process, n, start, max(start, end), ctx.rng,
                                   workload.arrival.growth)
+            _check_runs(Job(job_id=f"{label}-{kind}", family="post_training", kind=kind, gpus=workload.gpus,
+                            submit_s=0.0, work=work, pool=workload.pool), ctx, where)
             for j, t in enumerate(times):
                 jobs.append(Job(job_id=f"{label}-{kind}-{j}", family="post_training", kind=kind, gpus=workload.gpus,
                                 submit_s=float(t), work=work, tenant=workload.tenant, priority=workload.priority,

@@ -88,7 +88,9 @@ class WorkTimer:
     def _training(self, w: TrainingWork, gpus: int, place: Placement) -> float:
         from hardware import perf_training
 
-        fn = perf_training.estimate_training
+        # the engine caches by (work, GPUs, pool, tiers) itself; call the
+        # uncached function (catalog entries with dict fields do not hash)
+        fn = getattr(perf_training.estimate_training, "__wrapped__", perf_training.estimate_training)
         kwargs = dict(model=self._model(w.model), gpu=place.gpu, system=place.system, fabric=place.fabric,
                       gpus=gpus, seq_len=w.seq_len, global_batch_tokens=w.global_batch_tokens,
                       precision=w.precision, oversubscription=place.oversubscription,

@@ -184,6 +184,14 @@ def _queue_columns(util: pd.DataFrame) -> tuple[str | None, str | None]:
     return jobs_col, gpus_col
 
 
+def work_jobs(jobs: pd.DataFrame) -> pd.DataFrame:
+    """The jobs that queue for GPUs: all rows but inference serving replicas
+    (kind 'serving'), which the autoscaler starts and stops."""
+    if jobs.empty or "kind" not in jobs or "family" not in jobs:
+        return jobs
+    return jobs[~((jobs["family"].astype(str) == "inference") & (jobs["kind"].astype(str) == "serving"))]
+
+
 def job_waits(jobs: pd.DataFrame, horizon_s: float | None = None) -> pd.Series:
     """Queue wait of each job submitted within the run, in seconds.
 
@@ -281,6 +289,7 @@ def plot_queue(util: pd.DataFrame, jobs: pd.DataFrame, horizon_s: float | None, 
     title = "Queue length and job waits"
     qjobs, qgpus = _queue_columns(util)
     have_queue = not util.empty and "time_s" in util and (qjobs or qgpus)
+    jobs = work_jobs(jobs)
     waits = job_waits(jobs, horizon_s)
     if not have_queue and waits.empty:
         msg = "no queue samples and no jobs in this run"
@@ -543,7 +552,7 @@ def _energy_cost_keys(summary: dict) -> tuple[dict, dict]:
     flat = {k: _num(v) for k, v in flatten(summary).items()}
     energy = {k: v for k, v in flat.items() if v is not None and ("kwh" in k.lower() or "energy" in k.lower())
               and "usd" not in k.lower()}
-    cost = {k: v for k, v in flat.items() if v is not None and "usd" in k.lower()}
+    cost = {k: v for k, v in flat.items() if v is not None and "usd" in k.lower() and "per_" not in k.lower()}
     return energy, cost
 
 
@@ -630,7 +639,7 @@ def key_numbers(result) -> list[tuple[str, str]]:
 
     summary = _summary(result)
     flat = flatten(summary)
-    waits = job_waits(_table(result, "jobs"), _num(summary.get("duration_s")))
+    waits = job_waits(work_jobs(_table(result, "jobs")), _num(summary.get("duration_s")))
     if not waits.empty:
         flat.setdefault("jobs.wait_mean_s", float(waits.mean()))
         flat.setdefault("jobs.wait_p95_s", float(np.percentile(waits, 95)))

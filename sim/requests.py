@@ -11,13 +11,16 @@ TTFT, TPOT and end-to-end latency and a summary against the SLOs.
 Timing comes from ``hardware.perf_serving`` (the same model the fleet mode
 and ``serve-estimate`` use): one ``iteration_time`` per iteration that
 carries prefill work, and ``decode_step_time`` for decode-only iterations.
-Decode-only stretches between two events (an arrival that can join, a
-request finishing, the KV cache filling up) are advanced in one SimPy event:
-per batch size, the step time is interpolated linearly in the batch's total
-context on a fine geometric grid, so a stretch of k steps sums in closed
-form. Idle replicas wait on an event (no polling); an arrival interrupts a
-decode stretch only when it could join the batch, and joins at the next
-iteration boundary, as in a real engine.
+Every engine step is one SimPy Timeout with a callback (no generator
+process per replica). Decode-only stretches between two events that matter
+(an arrival that can join, a request finishing, the KV cache filling up)
+are one step: per batch size, the step time is interpolated linearly in the
+batch's total context on a fine geometric grid, so a stretch of k iterations
+sums in closed form. Idle replicas schedule nothing (no polling) until work
+arrives; an arrival cuts a decode stretch short only when it could join the
+batch, and joins at the next iteration boundary, as in a real engine. Work
+per event is O(1) plus O(log n) per request finishing (a heap keyed by the
+iteration it finishes at), and O(chunks) for an iteration with prefill.
 
 Entry points: ``simulate_requests(spec, catalogs, seed)`` and, for scenario
 workloads (``family: inference``, ``mode: request``),
@@ -29,6 +32,7 @@ import heapq
 import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -36,8 +40,8 @@ import numpy as np
 import simpy
 
 from hardware.collectives import levels_for_group
-from hardware.perf_serving import (DEFAULT_MAX_BATCH, ServingConfig, decode_step_time, iteration_time,
-                                   kv_transfer_time, memory_plan, replica_gpus)
+from hardware.perf_serving import (ServingConfig, batch_limit, decode_step_time, iteration_time, kv_transfer_time,
+                                   memory_plan, replica_gpus)
 from workloads.errors import InputError, unknown_name
 from workloads.traces import RequestTrace, load_trace, synthetic_trace
 
@@ -65,6 +69,7 @@ MAX_SYNTHETIC_REQUESTS = 5_000_000
 mode is for minutes to hours of traffic; the fleet mode covers months)."""
 
 STATES = ("completed", "unfinished", "rejected")
+"""Values of the `state` column of requests.csv."""
 
 
 # ---------------------------------------------------------------- the spec
@@ -85,13 +90,16 @@ class RequestSimSpec:
     max_num_tokens: token budget of one iteration (decode tokens count one
     each); chunked_prefill splits prompts to fill it, otherwise a prompt is
     prefilled whole in a prefill-only iteration.
-    samples: parallel answers per request (best-of-n, self-consistency):
-    one prefill, then `samples` sequences decode side by side sharing the
-    prompt's KV; the request is done when all are.
+    samples: candidates per request decoding side by side (best-of-n,
+    self-consistency, search beams x branching): one prefill, then
+    `samples` sequences share the prompt's KV; the request is done when all
+    are.
     verifier_passes: after generating, the request runs this many
-    prompt-only passes over prompt + answer (a verifier or reward model on
-    the same replicas) before it is done; TTFT and TPOT are the
-    generation's, e2e includes the passes.
+    prompt-only passes per search step (search_depth steps) over the prompt
+    and every candidate's text up to that step (a verifier or reward model
+    on the same replicas, workloads.reasoning's accounting) before it is
+    done; TTFT and TPOT are the generation's, e2e includes the passes. The
+    passes run after the generation, not between search steps.
     prefix_cache_hit_rate: fraction of every prompt found in the prefix
     cache; when 0 and the trace has Mooncake hash_ids, each replica keeps an
     LRU cache of prompt blocks and hits are the leading blocks it holds.
@@ -118,6 +126,7 @@ class RequestSimSpec:
     prefix_cache_hit_rate: float = 0.0
     samples: int = 1
     verifier_passes: int = 0
+    search_depth: int = 1
     prefill_replicas: int = 0
     decode_replicas: int = 0
     slo_ttft_s: float = 2.0
@@ -167,8 +176,8 @@ class _StepCost:
         self._log_r = math.log(DECODE_GRID_RATIO)
         self._last: dict[int, tuple[float, float, float, float]] = {}
 
-    def mixed(self, prefill_tokens: int, prefill_context: float, batch: int, context: int) -> float:
-        return iteration_time(self.cfg, prefill_tokens, prefill_context, batch, context)
+    def mixed(self, prefill_tokens: int, prefill_context: float, batch: int, context: int, seqs: int = 1) -> float:
+        return iteration_time(self.cfg, prefill_tokens, prefill_context, batch, context, seqs)
 
     def _grid(self, j: int) -> float:
         return 0.0 if j == 0 else DECODE_GRID_BASE_TOKENS * DECODE_GRID_RATIO ** (j - 1)
@@ -255,7 +264,7 @@ class _StepCost:
 class _Req:
     __slots__ = ("id", "arrival", "inp", "out", "n", "cached", "target", "done", "gen", "kv", "iter0", "kv0",
                  "c0", "gen0", "epoch", "replica", "decode_replica", "first", "gen_end", "finish", "preemptions",
-                 "hashes", "kvneed", "verify_left", "vprompt")
+                 "hashes", "kvneed", "verify_left", "vplan", "pseqs")
 
     def __init__(self, rid: int, arrival: float, inp: int, out: int, n: int = 1):
         self.id = rid
@@ -279,7 +288,8 @@ class _Req:
         self.gen_end = math.nan     # last output token (before verifier passes)
         self.finish = math.nan
         self.verify_left = 0
-        self.vprompt = 0
+        self.vplan = None           # verifier passes still to run: [(prompt tokens, sequences), ...]
+        self.pseqs = 1              # sequences this prefill spans (verifier passes over several candidates)
         self.preemptions = 0
         self.hashes = None
         self.kvneed = 0
@@ -315,12 +325,13 @@ class _Replica:
         self.busy_s = 0.0
         self.peak_kv = 0
         self.batch_time = 0.0       # integral of decode batch over time
-        self.wake: Optional[simpy.Event] = None
+        self.idle = True
         self.interruptible = False
+        self.token = 0
+        self._work: tuple = ()
         self.prefix: Optional[OrderedDict] = OrderedDict() if sim.hash_cache else None
         self.prefix_blocks = max(1, self.cap // sim.block_tokens) if sim.hash_cache else 0
         self._seq = 0
-        self.proc = self.env.process(self._run())
 
     # ------------------------------------------------------------ intake
     def enqueue(self, r: _Req, front: bool = False) -> None:
@@ -334,11 +345,11 @@ class _Replica:
     def kick(self) -> None:
         """New work may be startable: wake an idle engine, or cut a decode
         stretch short if the head of the queue could join the batch."""
-        if self.wake is not None and not self.wake.triggered:
-            self.wake.succeed()
+        if self.idle:
+            self.idle = False
+            self._schedule(0.0, self._on_wake)      # after everything else due now
         elif self.interruptible and self.waiting and self._can_admit(self.waiting[0]):
-            self.interruptible = False
-            self.proc.interrupt()
+            self._cut_stretch()
 
     def _can_admit(self, r: _Req) -> bool:
         if self.b + self.prefill_seqs + r.n > self.max_batch:
@@ -347,67 +358,91 @@ class _Replica:
         return r.kvneed <= room
 
     # ------------------------------------------------------------ engine
-    def _run(self):
-        env = self.env
-        cost = self.cost
-        while True:
-            if not self.admitted and not self.waiting:
-                self.wake = env.event()
-                yield self.wake
-                self.wake = None
-                continue
-            self._make_room()
-            chunks = self._plan()
-            if chunks or self.b == 0:
-                if not chunks:
-                    # nothing can run: wait for KV to be freed elsewhere (disaggregated transfers)
-                    self.wake = env.event()
-                    yield self.wake
-                    self.wake = None
-                    continue
-                tokens = 0
-                attn = 0.0
-                for r, n in chunks:
-                    tokens += n
+    # A small state machine: each engine step is one SimPy Timeout whose
+    # callback applies it and plans the next; a newer step makes older
+    # pending callbacks stale (token), which is how a decode stretch is cut.
+    def _schedule(self, dt: float, handler) -> None:
+        self.token += 1
+        ev = self.env.timeout(dt)
+        ev.callbacks.append(partial(handler, self.token))
+
+    def _on_wake(self, token: int, _ev=None) -> None:
+        if token == self.token:
+            self._next()
+
+    def _next(self) -> None:
+        """Plan and start the next iteration (or a stretch of decode-only ones)."""
+        if not self.admitted and not self.waiting:
+            self.idle = True
+            return
+        self._make_room()
+        chunks = self._plan()
+        if chunks or self.b == 0:
+            if not chunks:
+                # nothing can run: wait for KV freed elsewhere (disaggregated transfers)
+                self.idle = True
+                return
+            tokens = 0
+            seqs = 0
+            attn = 0.0
+            for r, n in chunks:
+                tokens += n
+                p = r.pseqs
+                seqs += p
+                if p == 1:
                     attn += n * r.done + n * (n + 1) / 2.0
-                # without chunked prefill, decodes pause while whole prompts prefill (vLLM v0)
-                b = self.b if self.chunked else 0
-                dt = cost.mixed(tokens, attn / tokens, b, self.C if b else 0)
-                yield env.timeout(dt)
-                self.busy_s += dt
-                self.batch_time += b * dt
-                if b:
-                    self._advance(1)
-                for r, n in chunks:
-                    r.done += n
-                    if r.done >= r.target:
-                        self.prefilling.remove(r)
-                        self.prefill_seqs -= r.n
-                        self._prefill_done(r)
-            else:
-                b, c0 = self.b, self.C
-                k = self.heap[0][0] - self.iter if self.heap else 1
-                k = max(1, k)
-                k_kv = (self.cap - self.kv_used) // b
-                k = min(k, max(1, k_kv))
-                total = cost.decode_time(b, c0, k)
-                start = env.now
-                self.interruptible = True
-                try:
-                    yield env.timeout(total)
-                    self.interruptible = False
-                    done, spent = k, total
-                except simpy.Interrupt:
-                    self.interruptible = False
-                    elapsed = env.now - start
-                    done = min(k, cost.steps_within(b, c0, elapsed) + 1)
-                    spent = cost.decode_time(b, c0, done)
-                    rest = spent - elapsed
-                    if rest > 0:
-                        yield env.timeout(rest)
-                self.busy_s += spent
-                self.batch_time += b * spent
-                self._advance(done)
+                else:   # p equal sequences advancing side by side
+                    m = n / p
+                    attn += p * (m * r.done / p + m * (m + 1) / 2.0)
+            # without chunked prefill, decodes pause while whole prompts prefill (vLLM v0)
+            b = self.b if self.chunked else 0
+            dt = self.cost.mixed(tokens, attn / tokens, b, self.C if b else 0, seqs)
+            self._work = (chunks, b, dt)
+            self._schedule(dt, self._on_mixed)
+        else:
+            b, c0 = self.b, self.C
+            k = max(1, self.heap[0][0] - self.iter)
+            k = min(k, max(1, (self.cap - self.kv_used) // b))
+            total = self.cost.decode_time(b, c0, k)
+            self._work = (b, c0, k, self.env.now, total)
+            self.interruptible = True
+            self._schedule(total, self._on_decode)
+
+    def _on_mixed(self, token: int, _ev=None) -> None:
+        if token != self.token:
+            return
+        chunks, b, dt = self._work
+        self.busy_s += dt
+        self.batch_time += b * dt
+        if b:
+            self._advance(1)
+        for r, n in chunks:
+            r.done += n
+            if r.done >= r.target:
+                self.prefilling.remove(r)
+                self.prefill_seqs -= r.n
+                self._prefill_done(r)
+        self._next()
+
+    def _on_decode(self, token: int, _ev=None) -> None:
+        if token != self.token:
+            return
+        self.interruptible = False
+        b, _c0, k, _start, spent = self._work
+        self.busy_s += spent
+        self.batch_time += b * spent
+        self._advance(k)
+        self._next()
+
+    def _cut_stretch(self) -> None:
+        """End the running decode stretch at the next iteration boundary."""
+        self.interruptible = False
+        b, c0, k, start, _total = self._work
+        elapsed = self.env.now - start
+        done = min(k, self.cost.steps_within(b, c0, elapsed) + 1)
+        spent = self.cost.decode_time(b, c0, done)
+        self._work = (b, c0, done, start, spent)
+        self._schedule(max(0.0, spent - elapsed), self._on_decode)
 
     def _make_room(self) -> None:
         """Preempt the most recently admitted sequences until the next decode
@@ -598,7 +633,7 @@ class _Sim:
         plan = memory_plan(cfg)
         self.kv_capacity = int(spec.kv_capacity_tokens if spec.kv_capacity_tokens is not None
                                else plan.kv_capacity_tokens)
-        self.max_batch = int(cfg.max_batch or DEFAULT_MAX_BATCH)
+        self.max_batch = int(batch_limit(cfg))
         self.max_num_tokens = int(cfg.max_num_tokens)
         self.chunked = bool(spec.chunked_prefill)
         self.hit_rate = float(spec.prefix_cache_hit_rate)
@@ -624,30 +659,38 @@ class _Sim:
         self.rejected = 0
 
     # ---------------------------------------------------------------- arrivals
-    def source(self):
+    def _arrivals(self, i: int, _ev=None) -> None:
+        """Admit every request due now, from index i, then wait for the next."""
         env = self.env
-        tr = self.trace
-        arrival = tr.arrival_s.tolist()
-        inp = tr.input_tokens.tolist()
-        out = tr.output_tokens.tolist()
-        hashes = tr.hash_ids if self.hash_cache else None
+        now = env.now
+        arrival, inp, out = self._arrival, self._inp, self._out
+        hashes = self.trace.hash_ids if self.hash_cache else None
         samples = int(self.spec.samples)
         verifier_passes = int(self.spec.verifier_passes)
-        for i in range(len(arrival)):
-            t = arrival[i]
-            if t > env.now:
-                yield env.timeout(t - env.now)
-            r = _Req(i, t, inp[i], out[i], samples)
-            r.verify_left = verifier_passes
-            r.vprompt = r.inp + r.out
+        depth = int(self.spec.search_depth)
+        n = len(arrival)
+        while i < n and arrival[i] <= now:
+            r = _Req(i, arrival[i], inp[i], out[i], samples)
+            vmax = 0
+            if verifier_passes:
+                # after search step s of `depth`, every candidate is scored over
+                # prompt + its text so far (workloads.reasoning.request_work)
+                r.vplan = [(samples * (r.inp + (r.out * s + depth - 1) // depth), samples)
+                           for s in range(1, depth + 1) for _ in range(verifier_passes)]
+                r.verify_left = len(r.vplan)
+                vmax = r.vplan[-1][0] + 1
             self.reqs.append(r)
-            if (r.inp + samples * r.out > self.kv_capacity or r.inp + r.out > self.max_seq
+            i += 1
+            if (max(r.inp + samples * r.out, vmax) > self.kv_capacity or r.inp + r.out > self.max_seq
                     or samples > self.max_batch):
                 self.rejected += 1
                 continue
             if hashes is not None:
-                r.hashes = hashes[i]
+                r.hashes = hashes[i - 1]
             self.route(r)
+        if i < n:
+            ev = env.timeout(arrival[i] - now)
+            ev.callbacks.append(partial(self._arrivals, i))
 
     def route(self, r: _Req) -> None:
         pool = self.front
@@ -686,9 +729,9 @@ class _Sim:
     # ------------------------------------------------------- disaggregation
     def verify(self, rep: _Replica, r: _Req) -> None:
         """Turn r into its next verifier pass: a prompt-only request over the
-        prompt and the answer, on the same replica (colocated) or the least
-        busy prefill replica (disaggregated)."""
-        r.inp = r.vprompt
+        prompt and the candidates' text, on the same replica (colocated) or
+        the least busy prefill replica (disaggregated)."""
+        r.inp, r.pseqs = r.vplan.pop(0)
         r.out = 1
         r.n = 1
         r.gen = 0
@@ -727,7 +770,12 @@ class _Sim:
 
     # ---------------------------------------------------------------- run
     def run(self):
-        self.env.process(self.source())
+        self._arrival = self.trace.arrival_s.tolist()
+        self._inp = self.trace.input_tokens.tolist()
+        self._out = self.trace.output_tokens.tolist()
+        if self._arrival:
+            ev = self.env.timeout(max(0.0, self._arrival[0]))
+            ev.callbacks.append(partial(self._arrivals, 0))
         if self.spec.horizon_s is not None:
             self.env.run(until=self.spec.horizon_s)
         else:
@@ -788,6 +836,8 @@ def _check(spec: RequestSimSpec) -> None:
                          "give a fraction from 0 to 1")
     if not (isinstance(spec.samples, int) and spec.samples >= 1):
         raise InputError(f"samples is {spec.samples!r}", f"{w}.samples_per_request", "give 1 or more")
+    if not (isinstance(spec.search_depth, int) and spec.search_depth >= 1):
+        raise InputError(f"search depth is {spec.search_depth!r}", f"{w}.search.depth", "give 1 or more")
     if not (isinstance(spec.verifier_passes, int) and spec.verifier_passes >= 0):
         raise InputError(f"verifier_passes is {spec.verifier_passes!r}", f"{w}.verifier_passes", "give 0 or more")
     for name in ("slo_ttft_s", "slo_tpot_s"):
@@ -853,6 +903,9 @@ def simulate_requests(spec: RequestSimSpec, catalogs=None, seed: int = 0) -> Req
             "replica": -1, "ttft_s": np.nan, "tpot_s": np.nan, "e2e_s": np.nan, "state": "unfinished",
             "decode_replica": -1, "cached_tokens": 0, "preemptions": 0, "first_token_s": np.nan, "finish_s": np.nan})
         frame = pd.concat([frame, rest], ignore_index=True)
+    met = ((frame["state"] == "completed") & (frame["ttft_s"] <= spec.slo_ttft_s)
+           & (frame["tpot_s"].isna() | (frame["tpot_s"] <= spec.slo_tpot_s)))
+    frame.insert(frame.columns.get_loc("state") + 1, "slo_met", met.to_numpy(dtype=bool))
     span_end = float(end)
     replicas = pd.DataFrame({
         "replica": [p.idx for p in sim.replicas],
@@ -886,9 +939,7 @@ def summarize(frame, spec: RequestSimSpec, cfg: ServingConfig, end_s: float, rep
     inp = frame["input_tokens"].to_numpy()
     arrival = frame["arrival_s"].to_numpy(dtype=np.float64)
     n = len(frame)
-    ok_ttft = done & (ttft <= spec.slo_ttft_s)
-    ok_tpot = np.isnan(tpot) | (tpot <= spec.slo_tpot_s)
-    met = ok_ttft & ok_tpot
+    met = frame["slo_met"].to_numpy(dtype=bool)
     t0 = float(arrival.min()) if n else 0.0
     finish = frame["finish_s"].to_numpy(dtype=np.float64)
     t1 = float(np.nanmax(finish)) if done.any() else end_s
@@ -930,6 +981,7 @@ def summarize(frame, spec: RequestSimSpec, cfg: ServingConfig, end_s: float, rep
         "input_tokens_per_s": float(inp[done].sum()) / span,
         "output_tokens_per_s_per_gpu": out_done / span / gpus if gpus else 0.0,
         "simulated_s": float(end_s),
+        "gpu_hours": gpus * float(end_s) / 3600.0,
         "preemptions": int(frame["preemptions"].sum()),
         "prefix_cached_tokens": int(frame["cached_tokens"].sum()),
         "kv_capacity_tokens_per_replica": int(spec.kv_capacity_tokens if spec.kv_capacity_tokens is not None
@@ -940,6 +992,44 @@ def summarize(frame, spec: RequestSimSpec, cfg: ServingConfig, end_s: float, rep
         summary["decode_batch_mean"] = float((replicas["decode_batch_mean"] * replicas["busy_s"]).sum()
                                              / max(replicas["busy_s"].sum(), 1e-12))
     return summary
+
+
+def combine_summaries(results) -> dict:
+    """One inference block for several request-mode workloads, given as
+    [(name, RequestSimResult), ...]: counts, GPUs, GPU-hours and rates add
+    up (the workloads run side by side on their own replicas), percentiles
+    are over every request, slo_attainment counts each request against its
+    own workload's SLOs; `workloads` keeps each workload's own block."""
+    import pandas as pd
+
+    results = list(results)
+    if len(results) == 1:
+        return dict(results[0][1].summary)
+    frame = pd.concat([res.requests for _, res in results], ignore_index=True)
+    sums = [res.summary for _, res in results]
+    done = frame["state"].to_numpy() == "completed"
+    ttft = frame["ttft_s"].to_numpy(dtype=np.float64)[done]
+    tpot = frame["tpot_s"].to_numpy(dtype=np.float64)[done]
+    e2e = frame["e2e_s"].to_numpy(dtype=np.float64)[done]
+    n = len(frame)
+    out = {"mode": "request", "requests_total": n, "requests_completed": int(done.sum())}
+    for key in ("requests_unfinished", "requests_rejected", "gpus", "replicas", "preemptions",
+                "prefix_cached_tokens", "gpu_hours", "goodput_requests_per_s", "requests_per_s",
+                "output_tokens_per_s", "input_tokens_per_s"):
+        out[key] = sum(x.get(key) or 0 for x in sums)
+    out.update({
+        "ttft_mean_s": float(ttft.mean()) if done.any() else None,
+        "ttft_p50_s": _pct(ttft, 50), "ttft_p90_s": _pct(ttft, 90), "ttft_p99_s": _pct(ttft, 99),
+        "tpot_mean_s": float(np.nanmean(tpot)) if np.any(~np.isnan(tpot)) else None,
+        "tpot_p50_s": _pct(tpot, 50), "tpot_p90_s": _pct(tpot, 90), "tpot_p99_s": _pct(tpot, 99),
+        "e2e_mean_s": float(e2e.mean()) if done.any() else None,
+        "e2e_p50_s": _pct(e2e, 50), "e2e_p99_s": _pct(e2e, 99),
+        "slo_attainment": float(frame["slo_met"].mean()) if n else None,
+        "output_tokens_per_s_per_gpu": out["output_tokens_per_s"] / out["gpus"] if out["gpus"] else 0.0,
+        "simulated_s": max(x["simulated_s"] for x in sums),
+        "workloads": {name: dict(res.summary) for name, res in results},
+    })
+    return out
 
 
 REQUEST_COLUMNS = ("request_id", "arrival_s", "input_tokens", "output_tokens", "replica", "ttft_s", "tpot_s",
@@ -997,10 +1087,12 @@ def spec_from_workload(workload, scenario=None, catalogs=None, index: int = 0) -
     if not getattr(w, "drain", True):
         horizon = duration if duration is not None else (float(trace.arrival_s[-1]) if trace is not None else None)
     dis = w.disaggregated
-    # parallel sequences per request, as the fleet mode counts them
+    # candidates decoding side by side: samples x search branching (workloads.reasoning.TestTimeCompute)
     samples = int(getattr(w, "samples_per_request", 1) or 1)
+    depth = 1
     if getattr(w, "search", None) is not None:
-        samples *= w.search.branching * w.search.depth
+        samples *= w.search.branching
+        depth = w.search.depth
     return RequestSimSpec(
         model=w.model, system=system, fabric=fabric, replicas=w.replicas, tp=w.tp, pp=w.pp, ep=w.ep,
         precision=w.precision, kv_precision=getattr(w, "kv_precision", None),
@@ -1008,7 +1100,7 @@ def spec_from_workload(workload, scenario=None, catalogs=None, index: int = 0) -
         max_batch=w.max_batch, max_num_tokens=w.max_num_tokens,
         chunked_prefill=bool(getattr(w, "chunked_prefill", True)), router=w.router,
         prefix_cache_hit_rate=w.prefix_cache_hit_rate, samples=samples,
-        verifier_passes=int(getattr(w, "verifier_passes", 0) or 0),
+        verifier_passes=int(getattr(w, "verifier_passes", 0) or 0), search_depth=depth,
         prefill_replicas=dis.prefill_replicas if dis else 0, decode_replicas=dis.decode_replicas if dis else 0,
         slo_ttft_s=w.slo.ttft, slo_tpot_s=w.slo.tpot, trace=trace, requests_per_s=w.requests_per_s,
         input_tokens=w.input_tokens, output_tokens=w.output_tokens, arrival_process=w.arrival.process,

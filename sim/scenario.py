@@ -61,6 +61,17 @@ class FabricSpec(Strict):
     link: Optional[str] = None
     oversubscription: Union[float, dict[Literal["leaf", "spine", "core"], float]] = 1.0
 
+    @field_validator("oversubscription", mode="before")
+    @classmethod
+    def _tiers(cls, v):
+        if isinstance(v, dict):
+            for key in v:
+                if key not in ("leaf", "spine", "core"):
+                    near = close_matches(str(key), ["leaf", "spine", "core"], n=1)
+                    hint = f"did you mean {near[0]!r}?" if near else "use leaf, spine or core"
+                    raise ValueError(f"unknown tier {key!r}; {hint}")
+        return v
+
     @field_validator("oversubscription")
     @classmethod
     def _ratio(cls, v):
@@ -122,11 +133,15 @@ class TenantSpec(Strict):
 
 
 class SchedulerSpec(Strict):
-    """policy: fifo | priority | backfill | fair-share | sjf."""
+    """policy: fifo | priority | backfill | fair-share | sjf. backfill: EASY
+    backfill on top of any order (policy backfill = fifo order + backfill);
+    backfill_window: waiting jobs after the head one pass considers."""
     policy: Literal["fifo", "priority", "backfill", "fair-share", "sjf"] = "fifo"
     preemption: bool = False
     tenants: dict[str, TenantSpec] = Field(default_factory=dict)
     placement: Literal["topology", "first-fit"] = "topology"
+    backfill: Optional[bool] = None
+    backfill_window: int = Field(default=100, gt=0)
 
 
 # --------------------------------------------------------------- failures

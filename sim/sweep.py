@@ -14,7 +14,8 @@ capacity targets:
 - every number of summary.json, nested blocks joined with dots:
   ``utilization_allocated``, ``energy_kwh``, ``inference.slo_attainment``,
   ``inference.ttft_p99_s``, ``pretraining.<key>``, ``laws.<law>.<key>``;
-- from the jobs table: ``jobs.count``, ``jobs.completed_fraction``,
+- from the jobs table (inference serving replicas left out):
+  ``jobs.count``, ``jobs.completed_fraction``,
   ``jobs.wait_mean_s``, ``jobs.wait_p50_s``, ``jobs.wait_p95_s``,
   ``jobs.wait_p99_s``, ``jobs.wait_max_s``, ``jobs.gpu_hours``,
   ``jobs.lost_gpu_hours``, ``jobs.restarts``, ``jobs.preemptions``, and per
@@ -41,18 +42,23 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from sim.report import COMPLETED_STATES, flatten, job_waits
+from sim.report import COMPLETED_STATES, flatten, job_waits, work_jobs
 from workloads.errors import InputError
 
 BACKENDS = ("local", "ray", "dask")
 # Summary keys shown first in sweep.csv, in this order; other metrics follow
-# alphabetically and wall_s comes last (it is the only number that varies
-# from one run of the same point to the next).
+# alphabetically and the timings come last (they are the only numbers that
+# vary from one run of the same point to the next: see is_timing).
 LEADING = ("gpus", "duration_s", "utilization_allocated", "jobs_submitted", "jobs_completed",
            "wait_mean_s", "wait_p95_s", "jobs.completed_fraction", "jobs.wait_mean_s", "jobs.wait_p95_s",
            "inference.slo_attainment", "inference.ttft_p99_s", "inference.tpot_p99_s",
            "lost_gpu_hours", "energy_kwh")
-TRAILING = ("events", "wall_s")
+TRAILING = ("events", "events_per_s", "engine_wall_s", "wall_s")
+
+
+def is_timing(key: str) -> bool:
+    """A metric measuring the computer, not the cluster (differs run to run)."""
+    return key.endswith("wall_s") or key.endswith("events_per_s")
 
 
 # --------------------------------------------------------------- metrics
@@ -92,6 +98,8 @@ def metrics(result) -> dict[str, float]:
         elif value is None:
             out[key] = float("nan")
     jobs = getattr(result, "jobs", None)
+    if isinstance(jobs, pd.DataFrame):
+        jobs = work_jobs(jobs)
     horizon = _num(summary.get("duration_s"))
     if isinstance(jobs, pd.DataFrame) and not jobs.empty:
         done = _completed(jobs)
@@ -131,7 +139,7 @@ def metrics(result) -> dict[str, float]:
 def order_columns(keys: Iterable[str]) -> list[str]:
     keys = list(dict.fromkeys(keys))
     lead = [k for k in LEADING if k in keys]
-    trail = [k for k in TRAILING if k in keys]
+    trail = [k for k in TRAILING if k in keys] + sorted(k for k in keys if is_timing(k) and k not in TRAILING)
     rest = sorted(k for k in keys if k not in lead and k not in trail)
     return lead + rest + trail
 

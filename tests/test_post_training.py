@@ -219,3 +219,21 @@ def test_unknown_pretraining_name_suggests():
 def test_post_training_needs_a_base():
     with pytest.raises(InputError, match="base_model"):
         _scenario({"family": "post_training", "kind": "sft", "count": 1, "gpus": 8})
+
+
+def test_arrival_window_must_not_end_before_it_starts():
+    with pytest.raises(InputError, match="before it starts"):
+        _jobs({"family": "post_training", "kind": "sft", "base_model": "llama3-8b", "count": 2, "gpus": 8,
+               "arrival": {"start": "10d", "end": "2d"}})
+
+
+def test_derivative_that_cannot_fit_fails_before_the_run():
+    from sim.demand import _estimator
+    from sim.engine import build_pools
+    from sim.placement import WorkTimer
+
+    sc = _scenario({"family": "post_training", "kind": "sft", "base_model": "llama3-405b", "count": 2, "gpus": 8})
+    cat = load_catalogs(None)
+    est = _estimator(build_pools(sc, cat), WorkTimer(cat.models))
+    with pytest.raises(InputError, match=r"workloads\[0\] \(sft, 8 GPUs\)"):
+        jobs_for_workload(sc.workloads[0], _ctx(sc, 0, est))

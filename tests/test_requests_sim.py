@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hardware.perf_serving import decode_step_time, iteration_time, kv_transfer_time, memory_plan
+from hardware.perf_serving import decode_step_time, iteration_time, kv_transfer_time
 from sim.catalogs import load_catalogs
 from sim.requests import (REQUEST_COLUMNS, SAMPLE_TRACE, RequestSimSpec, _StepCost, serving_config,
                           simulate_requests, spec_from_workload, write_requests_csv)
@@ -158,14 +158,16 @@ def test_batching_raises_throughput_under_overload():
        replicas=st.integers(1, 3), router=st.sampled_from(["round-robin", "least-outstanding", "kv-aware", "random"]),
        chunked=st.booleans(), budget=st.sampled_from([128, 2048, 8192]), max_batch=st.sampled_from([1, 3, 64]),
        kv=st.sampled_from([6000, 30000, None]), hit=st.sampled_from([0.0, 0.5]), samples=st.sampled_from([1, 2]),
-       disagg=st.booleans(), horizon=st.sampled_from([None, 2.0]), seed=st.integers(0, 99))
+       disagg=st.booleans(), horizon=st.sampled_from([None, 2.0]), verify=st.sampled_from([0, 1]),
+       seed=st.integers(0, 99))
 def test_conservation_and_kv_bounds(n, rate, mean_in, mean_out, replicas, router, chunked, budget, max_batch, kv,
-                                    hit, samples, disagg, horizon, seed):
+                                    hit, samples, disagg, horizon, verify, seed):
     tr = synthetic_trace(rate, {"mean": mean_in, "distribution": "lognormal"},
                          {"mean": mean_out, "distribution": "lognormal"}, np.random.default_rng(seed), count=n)
     sp = spec(tr, replicas=replicas, router=router, chunked_prefill=chunked, max_num_tokens=budget,
               max_batch=max_batch, kv_capacity_tokens=kv, prefix_cache_hit_rate=hit, samples=samples,
-              prefill_replicas=replicas if disagg else 0, decode_replicas=2 if disagg else 0, horizon_s=horizon)
+              prefill_replicas=replicas if disagg else 0, decode_replicas=2 if disagg else 0, horizon_s=horizon,
+              verifier_passes=verify)
     res = simulate_requests(sp, seed=seed)
     df, rep, s = res.requests, res.replicas, res.summary
     # every request is accounted for exactly once
@@ -175,7 +177,9 @@ def test_conservation_and_kv_bounds(n, rate, mean_in, mean_out, replicas, router
     cap = rep.kv_capacity_tokens.iloc[0]
     # rejected ones could never fit the KV cache, a batch, or the model's context
     rej = df[df.state == "rejected"]
-    assert ((rej.input_tokens + samples * rej.output_tokens.clip(lower=1) > cap) | (samples > max_batch)).all()
+    out = rej.output_tokens.clip(lower=1)
+    verifier_prompt = samples * (rej.input_tokens + out) + 1 if verify else 0
+    assert ((rej.input_tokens + samples * out > cap) | (verifier_prompt > cap) | (samples > max_batch)).all()
     assert (rep.peak_kv_tokens <= rep.kv_capacity_tokens).all()
     done = df[df.state == "completed"]
     assert (done.ttft_s >= 0).all() and (done.e2e_s >= done.ttft_s).all() and (done.finish_s >= done.arrival_s).all()
@@ -381,3 +385,40 @@ def test_verifier_passes_extend_e2e_not_tpot():
     assert checked.e2e_s == pytest.approx(plain.e2e_s + 2 * verify, rel=1e-9)
     dis = simulate_requests(spec(one(I, O), verifier_passes=1, prefill_replicas=1, decode_replicas=1))
     assert dis.summary["requests_completed"] == 1
+
+
+def test_search_verifier_scores_every_candidate_each_step():
+    cfg = cfg_of()
+    I, O = 400, 60
+    plain = simulate_requests(spec(one(I, O), samples=2)).requests.iloc[0]
+    searched = simulate_requests(spec(one(I, O), samples=2, search_depth=2, verifier_passes=1)).requests.iloc[0]
+    # step 1 scores 2 candidates over prompt + 30 tokens, step 2 over prompt + 60 (2 sequences each)
+    want = 0.0
+    for text in (I + 30, I + 60):
+        want += iteration_time(cfg, 2 * text, (text + 1) / 2, 0, 0, 2)
+    assert searched.e2e_s == pytest.approx(plain.e2e_s + want, rel=1e-9)
+
+
+def test_scenario_search_and_reasoning_output(tmp_path):
+    sc = scenario(tmp_path, model="llama3-8b", tp=1, requests_per_s=2, duration="20s", samples_per_request=2,
+                  search={"branching": 2, "depth": 3}, verifier_passes=1,
+                  output_tokens={"thinking": 2000, "answer": 300, "distribution": "lognormal"})
+    sp = spec_from_workload(sc.workloads[0], sc)
+    assert (sp.samples, sp.search_depth, sp.verifier_passes) == (4, 3, 1)
+    res = simulate_requests(sp, seed=1)
+    assert res.summary["requests_completed"] == res.summary["requests_total"] > 20
+    assert res.requests.output_tokens.mean() == pytest.approx(2300, rel=0.35)
+
+
+def test_combined_summary_of_two_workloads():
+    from sim.requests import combine_summaries
+    a = simulate_requests(spec(load_trace(SAMPLE_TRACE, limit=300), slo_ttft_s=0.03))
+    b = simulate_requests(spec(load_trace(SAMPLE_TRACE, limit=100), replicas=2, model="llama3-70b", tp=4))
+    both = combine_summaries([("a", a), ("b", b)])
+    assert both["requests_total"] == 400 and both["requests_completed"] == 400
+    assert both["gpus"] == 1 + 8
+    assert both["output_tokens_per_s"] == pytest.approx(a.summary["output_tokens_per_s"] + b.summary["output_tokens_per_s"])
+    want = (a.requests.slo_met.sum() + b.requests.slo_met.sum()) / 400
+    assert both["slo_attainment"] == pytest.approx(want)
+    assert 0 < a.summary["slo_attainment"] < 1 and set(both["workloads"]) == {"a", "b"}
+    assert both["ttft_p99_s"] == pytest.approx(np.percentile(np.r_[a.requests.ttft_s, b.requests.ttft_s], 99))

@@ -453,8 +453,15 @@ def sample_tokens(dist, n: int, rng: np.random.Generator, where: str = "tokens",
     'lognormal' (mean and sigma of the log; the median is
     mean * exp(-sigma^2 / 2)) or 'empirical' (resampled from `column` of the
     trace file `path`; column defaults to this role's column, input or
-    output). thinking + answer, when given instead of mean, add up to the
-    mean."""
+    output). With thinking and answer (a reasoning model's output), each
+    part follows the distribution with its own mean
+    (workloads.reasoning.output_from_spec) and the count is their sum."""
+    if not isinstance(dist, (int, float, str)) and (_get(dist, "thinking") is not None
+                                                    or _get(dist, "answer") is not None) \
+            and (_get(dist, "distribution", "fixed") or "fixed") != "empirical":
+        from workloads.reasoning import output_from_spec
+        think, answer = output_from_spec(dist, where).sample(rng, n)
+        return np.maximum(1, think + answer).astype(np.int64)
     if isinstance(dist, (int, float)) and not isinstance(dist, bool):
         mean, kind, sigma = float(dist), "fixed", 0.0
     elif isinstance(dist, str):

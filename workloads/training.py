@@ -37,6 +37,7 @@ Conventions
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -45,7 +46,7 @@ from workloads.models import ModelSpec
 
 RECOMPUTE = ("none", "selective", "full")
 ZERO_STAGES = (0, 1, 2, 3)
-ATTENTION_KERNELS = ("flash", "unfused")
+ATTENTION_KERNELS = ("flash", "flash1", "unfused")
 KINDS = ("pretrain", "sft", "lora")
 TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4")
 
@@ -102,9 +103,11 @@ class Stack:
     """Software features of the training framework that change the work or
     how it overlaps (documented properties of the frameworks, not fitted).
 
-    attention: flash (FlashAttention: scores stay on chip, causal half
-      computed) | unfused (2021-era scale-mask-softmax + dropout kernels:
-      the full score matrix goes through HBM).
+    attention: flash (FlashAttention-2/3: scores stay on chip, causal half
+      computed) | flash1 (FlashAttention-1 / xformers memory-efficient
+      attention, 2022-23: fused, slower) | unfused (2021-era
+      scale-mask-softmax + dropout kernels: the full score matrix goes
+      through HBM).
     sequence_parallel: Korthikanti et al. 2022 sequence parallelism with TP.
     interleaved: the interleaved 1F1B pipeline schedule is available.
     p2p_scatter_gather: pipeline sends split over the TP ranks and gathered
@@ -115,6 +118,11 @@ class Stack:
       --overlap-param-gather, PyTorch DDP/FSDP bucketing); otherwise it
       runs after the pipeline flush.
     pipeline: the framework has pipeline parallelism at all.
+    zero_stages: the optimizer-sharding stages it offers (0 = none).
+    context_parallel: the framework can split a sequence over GPUs (CP).
+    efficiency: fraction of the modelled kernel throughput the framework
+      sustains (1.0 unless a published steady-state figure of that
+      framework says otherwise; see STACKS).
     """
     attention: str = "flash"
     sequence_parallel: bool = True
@@ -122,6 +130,9 @@ class Stack:
     p2p_scatter_gather: bool = True
     dp_overlap: bool = True
     pipeline: bool = True
+    zero_stages: tuple = (1, 2, 3)
+    context_parallel: bool = True
+    efficiency: float = 1.0
 
 
 STACKS = {
@@ -132,14 +143,28 @@ STACKS = {
     # no sequence parallelism (2022), interleaved schedule and scatter/gather
     # p2p (introduced there), gradient all-reduce after the pipeline flush
     "megatron-2021": Stack(attention="unfused", sequence_parallel=False, interleaved=True,
-                           p2p_scatter_gather=True, dp_overlap=False),
+                           p2p_scatter_gather=True, dp_overlap=False, zero_stages=(0,),
+                           context_parallel=False),
     # Megatron-DeepSpeed (MT-NLG 2021, BLOOM 2022): Megatron TP kernels with
     # DeepSpeed's pipeline engine (plain 1F1B, whole-tensor p2p)
     "megatron-deepspeed": Stack(attention="unfused", sequence_parallel=False, interleaved=False,
-                                p2p_scatter_gather=False, dp_overlap=False),
+                                p2p_scatter_gather=False, dp_overlap=False, zero_stages=(0, 1),
+                                context_parallel=False),
     # metaseq (OPT, 2022): Megatron TP + FairScale FSDP, fused softmax, no pipeline
     "metaseq": Stack(attention="unfused", sequence_parallel=False, interleaved=False,
-                     p2p_scatter_gather=False, dp_overlap=True, pipeline=False),
+                     p2p_scatter_gather=False, dp_overlap=True, pipeline=False, zero_stages=(0, 3),
+                     context_parallel=False),
+    # Meta's Llama 1/2 recipe (Touvron et al. 2023a Sec. 2.4): xformers
+    # memory-efficient causal attention (pre-FlashAttention-2), tensor +
+    # sequence parallelism, reduced checkpointing, communication overlapped;
+    # no pipeline or context parallelism described
+    # Its measured steady state, 380 tokens/s/GPU for LLaMA-65B on 2,048
+    # A100-80GB (same paper), is FSDP_TP_2023_EFFICIENCY of what the model
+    # predicts for that run with efficiency 1 (gpusim's own calibration,
+    # recomputed by tests/test_validate.py).
+    "fsdp-tp-2023": Stack(attention="flash1", sequence_parallel=True, interleaved=False,
+                          p2p_scatter_gather=True, dp_overlap=True, pipeline=False, zero_stages=(1, 2, 3),
+                          context_parallel=False, efficiency=0.82),
 }
 
 
@@ -351,10 +376,11 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
     heads_local = m.heads / t
     dk, dv = m.attn_qk_dim, m.attn_v_dim
     doc = setup.doc_len if setup.packing else setup.seq_len
-    if setup.attention == "flash":
+    if setup.attention in ("flash", "flash1"):
         ctx = causal_context(doc)
         flops = 2.0 * T * heads_local * (dk + dv) * ctx
-        ops.append(Op("attention", "attn", flops=flops, m=doc, bwd=2.5))
+        ops.append(Op("attention", "attn", flops=flops, m=doc, bwd=2.5, precision=setup.attention,
+                      recompute_selective=True))
     else:
         # unfused kernels compute the whole s x s score matrix and mask it
         S = setup.seq_len
@@ -458,6 +484,7 @@ def embed_ops(m: ModelSpec, setup: Setup, p: ParallelConfig) -> tuple:
 # Parameters and memory per GPU
 # ---------------------------------------------------------------------------
 
+@lru_cache(maxsize=256)
 def lora_params(m: ModelSpec, rank: int) -> float:
     """Adapter weights: rank x (in + out) for every attention matrix and
     every dense (or shared-expert) MLP matrix."""
@@ -481,6 +508,7 @@ def stage_layers(m: ModelSpec, p: ParallelConfig) -> tuple[int, int]:
     return per, moe
 
 
+@lru_cache(maxsize=256)
 def _layer_params(m: ModelSpec, moe: bool) -> tuple[float, float]:
     """(dense, expert) weights of one layer."""
     if moe:
