@@ -193,24 +193,32 @@ class PoolState:
 
     def _whole_many(self, nodes, d: int) -> None:
         """Nodes become wholly free (d = 1) or stop being so (d = -1), with
-        one bucket move per group touched. The caller sets free[]."""
+        one set update and one bucket move per group touched. `nodes` must
+        be sorted (groups are contiguous ranges). The caller sets free[]."""
         sizes = self.sizes
         s0 = sizes[0]
         base = self.base
-        n = 0
-        if d > 0:
-            for node in nodes:
-                base[node // s0].add(node)
-                n += 1
-        else:
-            for node in nodes:
-                base[node // s0].discard(node)
-                n += 1
-        self.whole_free += d * n
         move = self._move
-        for li, size in enumerate(sizes):
-            for g, c in Counter(map(size.__rfloordiv__, nodes)).items():
-                move(li, g, d * c)
+        counts = Counter(map(s0.__rfloordiv__, nodes))
+        nodes = list(nodes)
+        pos = 0
+        for g, c in counts.items():
+            chunk = nodes[pos:pos + c]
+            pos += c
+            if d > 0:
+                base[g].update(chunk)
+            else:
+                base[g].difference_update(chunk)
+            move(0, g, d * c)
+        self.whole_free += d * len(nodes)
+        for li in range(1, len(sizes)):
+            r = sizes[li] // s0
+            up: dict[int, int] = {}
+            for g, c in counts.items():
+                h = g // r
+                up[h] = up.get(h, 0) + c
+            for h, c in up.items():
+                move(li, h, d * c)
 
     # -------------------------------------------------------------- queries
     def nodes_for(self, gpus: int) -> int:
@@ -249,7 +257,7 @@ class PoolState:
         k = -(-gpus // gpn)
         if self.whole_free < k:
             return None
-        nodes = self._take_whole(k, topology)
+        nodes = sorted(self._take_whole(k, topology))
         free = self.free
         for node in nodes:
             free[node] = 0

@@ -177,7 +177,7 @@ class Engine:
     def __init__(self, pools: list[PoolInfo], jobs: list[Job], fleets: list | None = None, *, scheduler=None,
                  failures=None, horizon_s: float, sample_interval_s: float = 3600.0, seed: int = 0,
                  timer: WorkTimer | None = None, progress: Callable | None = None, pue: float = 1.3,
-                 fixed_duration_only: bool = False):
+                 debug: bool = False):
         from sim.scenario import SchedulerSpec, FailuresSpec
 
         self.env = simpy.Environment()
@@ -196,6 +196,8 @@ class Engine:
         self.preempt_over = fdefaults.checkpoint_cost + fdefaults.restart_delay
         self.restart_delay = fdefaults.restart_delay
         self.seed = seed
+        self.debug = debug
+        self.shadows: dict[int, float] = {}      # debug: first reservation of each blocked head
         self.timer = timer or WorkTimer()
         self.progress_fn = progress
         self.pue = pue
@@ -409,6 +411,11 @@ class Engine:
 
     # ----------------------------------------------------------- scheduling
     def _schedule(self) -> None:
+        self._pass()
+        if self.debug:
+            self.check()
+
+    def _pass(self) -> None:
         q = self.queue
         runs = self.runs
         if not self._dirty and self._blocked is not None:
@@ -573,6 +580,8 @@ class Engine:
                 best = res
         self._res, self._res_key = best, key
         self.counts["reservations"] += 1
+        if self.debug and best is not None:
+            self.shadows.setdefault(head.i, best.shadow)
         return best
 
     def _reserve_in(self, p: int, head: Run) -> Reservation:
@@ -983,6 +992,32 @@ class Engine:
         self.util_rows.append((now, in_service, self.allocated, tuple(self.fam_alloc.values()), self.queued_jobs,
                                self.queued_gpus, down, frag, power * self.pue / 1e3, tuple(self.pool_alloc)))
 
+    def check(self) -> None:
+        """Verify the engine's books against a recount (tests; debug=True
+        runs it after every scheduling pass)."""
+        alloc = [0] * len(self.pools)
+        used: list[dict] = [dict() for _ in self.pools]
+        queued = qgpus = 0
+        for r in self.runs:
+            if r.state == RUNNING:
+                alloc[r.pool] += r.alloc
+                for node in r.nodes:
+                    used[r.pool][node] = used[r.pool].get(node, 0) + r.per_node
+            elif r.state == QUEUED:
+                queued += 1
+                qgpus += r.gpus
+        assert alloc == self.pool_alloc, (alloc, self.pool_alloc)
+        assert sum(alloc) == self.allocated
+        assert queued == self.queued_jobs == len(self.queue), (queued, self.queued_jobs, len(self.queue))
+        assert qgpus == self.queued_gpus
+        for k, pr in enumerate(self.pools):
+            st = pr.state
+            st.check()
+            for node, u in used[k].items():
+                assert st.status[node] == UP and u + st.free[node] == st.gpn, (node, u, st.free[node])
+                assert u <= st.gpn, "over-allocated node"
+            assert self.pool_alloc[k] <= st.n * st.gpn
+
     def _finalize(self) -> None:
         now = self.horizon
         for r in self.runs:
@@ -1090,7 +1125,7 @@ def collect_work(scenario, catalogs, pools: list[PoolInfo], timer: WorkTimer, es
     return jobs, fleets, request_mode
 
 
-def simulate(scenario, catalogs=None, progress: Callable | None = None) -> SimRun:
+def simulate(scenario, catalogs=None, progress: Callable | None = None, debug: bool = False) -> SimRun:
     """Run a validated Scenario end to end (see the module doc)."""
     from sim.scenario import check_scenario
 
@@ -1119,7 +1154,7 @@ def simulate(scenario, catalogs=None, progress: Callable | None = None) -> SimRu
     late = sum(1 for j in jobs if j.submit_s >= horizon)
     eng = Engine(pools, jobs, fleets, scheduler=scenario.scheduler, failures=scenario.failures,
                  horizon_s=horizon, sample_interval_s=scenario.outputs.sample_interval, seed=scenario.seed,
-                 timer=timer, progress=progress, pue=scenario.power.pue)
+                 timer=timer, progress=progress, pue=scenario.power.pue, debug=debug)
     request_results = []
     if request_mode:
         from sim.requests import simulate_requests, spec_from_workload

@@ -197,8 +197,14 @@ def _phase_work(phase: pt.Phase, lora_rank: int, train_precision: str) -> tuple:
                            output_tokens=SCORE_OUTPUT_TOKENS),)
 
 
-def derivative_phases(workload, kind: str, base: ModelSpec, models, where: str) -> list[pt.Phase]:
+def derivative_phases(workload, kind: str, base: ModelSpec, models, where: str,
+                      released: Optional[ModelSpec] = None) -> list[pt.Phase]:
+    """The phases of one derivative. `released`: the model a pretraining run
+    released; it teaches when the workload names a base_model of its own
+    and no teacher_model."""
     teacher = models.get(workload.teacher_model, f"{where}.teacher_model") if workload.teacher_model else None
+    if teacher is None and released is not None and released is not base:
+        teacher = released
     reward = models.get(workload.reward_model, f"{where}.reward_model") if workload.reward_model else None
     return pt.phases(kind, base, workload.tokens, teacher=teacher, reward=reward, samples=workload.samples,
                      rollout_ratio=workload.rollout_ratio, lora_rank=workload.lora_rank, seq_len=workload.seq_len,
@@ -225,8 +231,8 @@ def _post_training_jobs(workload, ctx) -> list[Job]:
     wname = workload_name(workload, ctx.index)
     counts = kind_counts(workload)
     end_default = ctx.horizon_s
-    # releases: (label, base model, release time estimate, dependency job id)
-    releases: list[tuple[str, ModelSpec, float, Optional[str]]] = []
+    # releases: (label, base model, released model, release time estimate, dependency job id)
+    releases: list[tuple[str, ModelSpec, Optional[ModelSpec], float, Optional[str]]] = []
     if workload.after_pretraining:
         pi, pw = _find_pretraining(ctx.scenario, workload.after_pretraining, where)
         runs = pretraining_runs(pw, pi, models, ctx.horizon_s)
@@ -240,19 +246,19 @@ def _post_training_jobs(workload, ctx) -> list[Job]:
                 release += ctx.estimate_s(probe)
             base = models.get(workload.base_model, f"{where}.base_model") if workload.base_model else run.model
             label = f"{wname}-r{k}" if len(runs) > 1 else wname
-            releases.append((label, base, release, run.job_id))
+            releases.append((label, base, run.model, release, run.job_id))
     else:
-        releases.append((wname, models.get(workload.base_model, f"{where}.base_model"), 0.0, None))
+        releases.append((wname, models.get(workload.base_model, f"{where}.base_model"), None, 0.0, None))
 
     if workload.arrival.end is not None and workload.arrival.end < workload.arrival.start:
         raise InputError(f"the arrival window ends ({workload.arrival.end:g} s) before it starts "
                          f"({workload.arrival.start:g} s)", f"{where}.arrival", "give end >= start")
     jobs = []
-    for label, base, release, dep in releases:
+    for label, base, released, release, dep in releases:
         start = release + workload.arrival.start
         end = release + workload.arrival.end if workload.arrival.end is not None else end_default
         for kind, n in counts.items():
-            steps = derivative_phases(workload, kind, base, models, where)
+            steps = derivative_phases(workload, kind, base, models, where, released)
             work = tuple(w for s in steps for w in _phase_work(s, workload.lora_rank, workload.precision))
             flops = pt.total_flops(steps)
             times = arrival_times(workload.arrival.process, n, start, max(start, end), ctx.rng,

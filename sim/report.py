@@ -48,9 +48,6 @@ FIGSIZE = (10.0, 3.6)
 
 PLOTS = ("utilization", "queue", "demand", "inference", "failures", "energy_cost")
 FAMILIES = ("pretraining", "post_training", "inference", "trace")
-# The three scaling laws and the job families that make up each one.
-LAW_OF_FAMILY = {"pretraining": "pretraining", "post_training": "post-training",
-                 "inference": "test-time scaling", "trace": "other (trace)"}
 COLORS = {"pretraining": "#1f77b4", "post_training": "#ff7f0e", "inference": "#2ca02c",
           "trace": "#9467bd", "idle": "#dddddd"}
 # law names as the summary's `laws` block may spell them -> the family colour
@@ -251,6 +248,7 @@ def plot_utilization(util: pd.DataFrame, families: list[str]) -> Plot:
         return Plot("utilization", title, _message_png("no utilization samples in this run"),
                     "no utilization samples in this run")
     fam_cols = family_columns(util, families)
+    fam_cols = {f: fam_cols[f] for f in sorted(fam_cols, key=families.index)}
     d = downsample(util)
     span = float(d["time_s"].max() - d["time_s"].min()) if len(d) else 0.0
     unit, scale = _time_unit(span)
@@ -307,9 +305,10 @@ def plot_queue(util: pd.DataFrame, jobs: pd.DataFrame, horizon_s: float | None, 
             ax2 = ax.twinx() if qjobs else ax
             ax2.plot(t, d[qgpus], color="#1f77b4", lw=1.0, alpha=0.7, label="queued GPU demand")
             ax2.set_ylabel("GPUs asked by queued jobs")
-            ax2.set_ylim(bottom=0)
+            ax2.set_ylim(0, max(1.0, float(d[qgpus].max()) * 1.1))
         ax.set_xlabel(f"time ({unit})")
-        ax.set_ylim(bottom=0)
+        if qjobs:
+            ax.set_ylim(0, max(1.0, float(d[qjobs].max()) * 1.1))
         ax.margins(x=0)
         ax.grid(alpha=0.3)
         ax.set_title("queue over time", fontsize=10)
@@ -328,6 +327,7 @@ def plot_queue(util: pd.DataFrame, jobs: pd.DataFrame, horizon_s: float | None, 
             ax.step(w, np.arange(1, len(w) + 1) / len(w), where="post", color=_family_color(fam, i),
                     label=f"{fam} ({len(w)})")
             rows.append((f"wait {fam}: mean / p95", f"{_dur(w.mean() * scale)} / {_dur(np.percentile(w, 95) * scale)}"))
+        ax.set_xlim(left=0, right=max(float(waits.max()) / scale * 1.05, 1.0))
         ax.set_xlabel(f"queue wait ({unit})")
         ax.set_ylabel("fraction of jobs")
         ax.set_ylim(0, 1.02)
@@ -344,9 +344,37 @@ def plot_queue(util: pd.DataFrame, jobs: pd.DataFrame, horizon_s: float | None, 
     return Plot("queue", title, _finish(fig), table=rows)
 
 
+def law_blocks(laws: dict) -> dict[str, dict]:
+    """The per-law totals of the summary's `laws` block: the entries that
+    carry GPU-hours (pretraining, post_training, test_time), in that order."""
+    return {k: v for k, v in laws.items() if isinstance(v, dict) and _num(v.get("gpu_hours_demanded")) is not None}
+
+
+def law_rows(laws: dict) -> list[tuple[str, str]]:
+    """Readable rows of the `laws` block: each entry's own numbers (nested
+    breakdowns stay in summary.json) and the GPUs needed per GPU kind."""
+    rows = []
+    for name, block in laws.items():
+        if not isinstance(block, dict):
+            if _num(block) is not None:
+                rows.append((name, fmt(block, name)))
+            continue
+        for k, v in block.items():
+            if not isinstance(v, dict) and _num(v) is not None:
+                rows.append((f"{name}: {k}", fmt(v, k)))
+    needed = laws.get("gpus_needed", {})
+    by_kind = needed.get("by_kind") if isinstance(needed, dict) else None
+    for kind, b in (by_kind or {}).items():
+        if isinstance(b, dict) and _num(b.get("gpus")) is not None:
+            nodes = f" ({fmt(b['nodes'])} nodes of {b.get('system', '?')})" if _num(b.get("nodes")) is not None else ""
+            rows.append((f"GPUs needed at peak: {kind}", f"{fmt(b['gpus'])}{nodes}"))
+    return rows
+
+
 def plot_demand(demand: pd.DataFrame, summary: dict, families: list[str]) -> Plot:
     title = "Demand per scaling law"
     laws = summary.get("laws") if isinstance(summary.get("laws"), dict) else {}
+    laws = laws if law_blocks(laws) else {}
     have_series = not demand.empty and {"time_s", "family"} <= set(demand.columns) and (
         "gpu_hours_demanded" in demand or "gpu_hours_served" in demand)
     if not have_series and not laws:
@@ -370,7 +398,7 @@ def plot_demand(demand: pd.DataFrame, summary: dict, families: list[str]) -> Plo
         fams = [f for f in piv.columns]
         fams.sort(key=lambda f: families.index(f) if f in families else 99)
         ax.stackplot(t, [frame[f].to_numpy(dtype=float) for f in fams],
-                     labels=[f"{LAW_OF_FAMILY.get(f, f)} ({f})" if LAW_OF_FAMILY.get(f, f) != f else f for f in fams],
+                     labels=[f"{f} (test-time scaling)" if f == "inference" else f for f in fams],
                      colors=[_family_color(f, i) for i, f in enumerate(fams)], alpha=0.85)
         if served is not None and dem != "gpu_hours_served":
             ax.plot(t, frame["__served"], color="black", lw=1.0, label="served (all)")
@@ -389,26 +417,24 @@ def plot_demand(demand: pd.DataFrame, summary: dict, families: list[str]) -> Plo
             rows.append((f"GPU-hours {f}", line))
     if laws:
         ax = fig.add_subplot(1, ncols, ncols)
-        names, values, label = [], [], ""
-        for law, block in laws.items():
-            flat = flatten(block) if isinstance(block, dict) else {"value": block}
-            key = next((k for k in flat if "gpu_hours" in k and _num(flat[k]) is not None), None) or \
-                next((k for k in flat if _num(flat[k]) is not None), None)
-            if key is None:
-                continue
-            names.append(str(law))
-            values.append(_num(flat[key]))
-            label = label or key
-            for k, v in flat.items():
-                rows.append((f"{law}: {k}", fmt(v, k)))
+        names, dem_v, srv_v = [], [], []
+        for law, block in law_blocks(laws).items():
+            names.append(law)
+            dem_v.append(_num(block.get("gpu_hours_demanded")) or 0.0)
+            srv_v.append(_num(block.get("gpu_hours_served")))
         if names:
-            ax.bar(names, values, color=[_family_color(n, i) for i, n in enumerate(names)])
-            ax.set_ylabel(label.replace("_", " "))
-            ax.set_title("per-law totals", fontsize=10)
+            x = np.arange(len(names))
+            colors = [_family_color(n, i) for i, n in enumerate(names)]
+            ax.bar(x - 0.2, dem_v, 0.4, color=colors, label="demanded")
+            if any(v is not None for v in srv_v):
+                ax.bar(x + 0.2, [v or 0.0 for v in srv_v], 0.4, color=colors, alpha=0.5, hatch="//", label="served")
+            ax.set_xticks(x, [n.replace("_", " ") for n in names], fontsize=8)
+            ax.set_ylabel("GPU-hours")
+            ax.set_title("per scaling law: GPU-hours demanded and served (hatched)", fontsize=10)
             ax.grid(alpha=0.3, axis="y")
-            ax.tick_params(axis="x", labelsize=8)
         else:
             ax.set_axis_off()
+        rows += law_rows(laws)
     fig.tight_layout()
     return Plot("demand", title, _finish(fig), table=rows)
 
@@ -422,39 +448,62 @@ def _slo_targets(scenario) -> tuple[float, float] | None:
     return slos.pop() if len(slos) == 1 else None
 
 
-def plot_inference(requests: pd.DataFrame, summary: dict, scenario) -> Plot:
+def plot_inference(requests: pd.DataFrame, summary: dict, scenario, demand: pd.DataFrame | None = None) -> Plot:
     title = "Inference: SLO attainment and latency"
     inf = summary.get("inference") if isinstance(summary.get("inference"), dict) else {}
+    demand = demand if demand is not None else pd.DataFrame()
     have_req = not requests.empty and any(c in requests for c in ("ttft_s", "tpot_s", "e2e_s"))
     if not have_req and not any(_num(v) is not None for v in inf.values()):
         msg = "no inference in this run"
         return Plot("inference", title, _message_png(msg), msg)
     fig = Figure(figsize=FIGSIZE)
     rows = [(k, fmt(v, k)) for k, v in flatten(inf).items() if _num(v) is not None]
-    # left: latency percentiles (from requests when present, else the summary)
+    # left: latency percentiles (from requests when present, else the summary);
+    # fleet mode has none: GPU-hours the service asked for and got instead
     ax = fig.add_subplot(1, 2, 1)
     metrics = [("TTFT", "ttft"), ("TPOT", "tpot"), ("E2E", "e2e")]
     qs = (50, 90, 99)
-    width = 0.25
-    drawn = False
-    for j, q in enumerate(qs):
+    lat = {}
+    for q in qs:
         vals = []
         for _, key in metrics:
             if have_req and f"{key}_s" in requests:
                 vals.append(_percentiles(requests[f"{key}_s"], (q,))[0])
             else:
                 vals.append(_num(inf.get(f"{key}_p{q}_s")) or float("nan"))
-        x = np.arange(len(metrics)) + (j - 1) * width
         if not all(math.isnan(v) for v in vals):
-            ax.bar(x, vals, width, label=f"p{q}", color=("#9ecae1", "#4292c6", "#08519c")[j])
-            drawn = True
-    ax.set_xticks(np.arange(len(metrics)), [m for m, _ in metrics])
-    ax.set_ylabel("seconds")
-    ax.set_yscale("log" if drawn else "linear")
-    ax.grid(alpha=0.3, axis="y")
-    if drawn:
+            lat[q] = vals
+    inf_demand = demand[demand["family"].astype(str) == "inference"] if (
+        not demand.empty and {"family", "time_s", "gpu_hours_demanded"} <= set(demand.columns)) else pd.DataFrame()
+    if lat:
+        for j, q in enumerate(qs):
+            if q in lat:
+                ax.bar(np.arange(len(metrics)) + (j - 1) * 0.25, lat[q], 0.25, label=f"p{q}",
+                       color=("#9ecae1", "#4292c6", "#08519c")[j])
+        ax.set_xticks(np.arange(len(metrics)), [m for m, _ in metrics])
+        ax.set_ylabel("seconds")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8, frameon=False)
-    ax.set_title("latency percentiles", fontsize=10)
+        ax.set_title("latency percentiles", fontsize=10)
+    elif not inf_demand.empty:
+        g = inf_demand.groupby("time_s")[[c for c in ("gpu_hours_demanded", "gpu_hours_served")
+                                          if c in inf_demand]].sum().reset_index()
+        g = downsample(g)
+        unit, scale = _time_unit(float(g["time_s"].max() - g["time_s"].min()) if len(g) else 0.0)
+        ax.plot(g["time_s"] / scale, g["gpu_hours_demanded"], color="#2ca02c", lw=1.2, label="demanded")
+        if "gpu_hours_served" in g:
+            ax.plot(g["time_s"] / scale, g["gpu_hours_served"], color="black", lw=0.8, ls="--", label="served")
+        ax.set_xlabel(f"time ({unit})")
+        ax.set_ylabel("GPU-hours per interval")
+        ax.set_ylim(bottom=0)
+        ax.margins(x=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+        ax.set_title("serving GPU-hours: demanded and served", fontsize=10)
+    else:
+        ax.text(0.5, 0.5, "no latency recorded", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
     # right: SLO attainment over time (requests + one shared SLO) or the total
     ax = fig.add_subplot(1, 2, 2)
     slo = _slo_targets(scenario)
@@ -479,9 +528,13 @@ def plot_inference(requests: pd.DataFrame, summary: dict, scenario) -> Plot:
         if att is None:
             rows.insert(0, ("slo_attainment", fmt(float(ok.mean()), "slo_attainment")))
     elif att is not None:
-        ax.barh(["SLO met"], [att], color="#2ca02c")
-        ax.barh(["SLO met"], [1 - att], left=[att], color="#d62728")
+        ax.barh([0], [att], height=0.5, color="#2ca02c", label="met")
+        ax.barh([0], [1 - att], height=0.5, left=[att], color="#d62728", label="missed")
+        ax.set_ylim(-1, 1)
+        ax.set_yticks([])
         ax.set_xlim(0, 1)
+        ax.set_xlabel("fraction of demand (fleet) or requests meeting the SLO")
+        ax.legend(fontsize=8, frameon=False, loc="upper right", ncol=2)
         ax.set_title(f"SLO attainment {100 * att:.2f}%", fontsize=10)
     else:
         ax.text(0.5, 0.5, "SLO attainment not recorded", ha="center", va="center", transform=ax.transAxes)
@@ -612,7 +665,7 @@ def make_plots(result) -> list[Plot]:
         plot_utilization(util, families),
         plot_queue(util, jobs, horizon, families),
         plot_demand(demand, summary, families),
-        plot_inference(requests, summary, getattr(result, "scenario", None)),
+        plot_inference(requests, summary, getattr(result, "scenario", None), demand),
         plot_failures(jobs, util, summary, families),
         plot_energy_cost(util, summary),
     ]

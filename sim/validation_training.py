@@ -27,6 +27,8 @@ How each row is predicted (the same rules for every row):
   2,048 A100-80GB, Touvron et al. 2023a Sec. 2.4, and Llama 2 on the same
   RSC/production A100 clusters). Blank batch: ``global_batch_tokens`` or 4M
   tokens.
+- Blank ``recompute`` on a ``hw_tflops_per_gpu`` row means full
+  recomputation: that metric's formula is defined for it.
 - Metrics, each in the row's own convention:
   ``hw_tflops_per_gpu``: Megatron's formula 96 B s l h^2 (1 + s/6h +
   V/16lh) over the predicted step time (the formula the papers used);
@@ -137,6 +139,8 @@ def predict_row(row: dict, catalogs, where: str) -> dict:
         if v is not None:
             fixed[k] = v
     rec = (row.get("recompute") or "").strip()
+    if not rec and metric == "hw_tflops_per_gpu":
+        rec = "full"        # the metric's convention: Megatron's formula assumes full recomputation
     if rec:
         fixed["recompute"] = rec
     est = search(setup, gpu, system, fabric, gpus, top=1, fixed=fixed)[0]

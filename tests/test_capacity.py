@@ -162,26 +162,32 @@ cluster: {system: dgx-h100, nodes: 1}
 outputs: {report: false, parquet: false}
 workloads:
   - family: post_training
-    kind: lora
+    kind: sft
     base_model: llama3-8b
-    count: 12
-    tokens: 2e8
+    count: 24
+    tokens: 1e9
     gpus: 8
     arrival: {start: 0, end: 1d}
 """
 
 
 @pytest.mark.skipif(not _api_ready(), reason="sim.api not available")
-def test_real_capacity_search_on_node_counts(tmp_path, capsys):
+def test_real_search_b200_nodes_replacing_h100_nodes(tmp_path, capsys):
     path = tmp_path / "small.yaml"
     path.write_text(SMALL)
-    code = main(["capacity", str(path), "--vary", "cluster.nodes", "--target", "jobs.wait_p95_s<=30m",
-                 "--max", "16", "--workers", "1", "--json", "-o", str(tmp_path / "cap")])
-    d = json.loads(capsys.readouterr().out)
-    assert code == (0 if d["met"] else 1)
-    if d["met"]:
-        best = d["value"]
+    found = {}
+    for system in ("dgx-h100", "dgx-b200"):
+        code = main(["capacity", str(path), "--vary", "cluster.nodes", "--target", "jobs.wait_p95_s<=30m",
+                     "--set", f"cluster.system={system}", "--max", "16", "--workers", "1", "--json",
+                     "-o", str(tmp_path / system)])
+        d = json.loads(capsys.readouterr().out)
+        assert code == 0 and d["met"] and d["monotone"]
         rows = {p["cluster.nodes"]: p for p in d["points"]}
-        assert rows[best]["jobs.wait_p95_s"] <= 1800
-        assert best == 1 or rows[best - 1]["meets_targets"] is False
-    assert (tmp_path / "cap" / "capacity.csv").exists()
+        best = d["value"]
+        assert rows[best]["jobs.wait_p95_s"] <= 1800 and rows[best]["meets_targets"]
+        assert best > 1 and rows[best - 1]["meets_targets"] is False  # the one below was tried and failed
+        assert all(p["meets_targets"] == (n >= best) for n, p in rows.items())
+        assert (tmp_path / system / "capacity.csv").exists()
+        found[system] = best
+    # a B200 does a fine-tuning step faster than an H100: fewer nodes do the same work
+    assert found["dgx-b200"] < found["dgx-h100"]

@@ -237,3 +237,12 @@ def test_derivative_that_cannot_fit_fails_before_the_run():
     est = _estimator(build_pools(sc, cat), WorkTimer(cat.models))
     with pytest.raises(InputError, match=r"workloads\[0\] \(sft, 8 GPUs\)"):
         jobs_for_workload(sc.workloads[0], _ctx(sc, 0, est))
+
+
+def test_released_model_teaches_a_named_student():
+    post = {"family": "post_training", "kind": "distillation", "after_pretraining": "base", "base_model": "llama3-8b",
+            "count": 1, "gpus": 8}
+    [job] = _jobs(dict(PRE, params="20B", tokens="400B"), post)
+    gen, train = job.phases()
+    assert gen.model.name == "base" and train.model.name == "llama3-8b"
+    assert job.meta["base"] == "llama3-8b"

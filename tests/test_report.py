@@ -224,3 +224,45 @@ def test_report_images_load_in_headless_chromium(tmp_path):
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><img src='data:image/png;base64,AAAA'></body></html>")
     assert browser_image_counts(bad, tmp_path) == (1, 1)
+
+
+# ------------------------------------------------------------ real engine
+def _api_ready() -> bool:
+    try:
+        import sim.api  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+MIXED = {
+    "name": "report-e2e", "seed": 4, "duration": "3d",
+    "cluster": {"system": "dgx-h100", "nodes": 4},
+    "failures": {"gpu_mtbf_h": 2000, "node_mtbf_h": 2000, "repair_time": "6h"},
+    "outputs": {"parquet": False},
+    "workloads": [
+        {"family": "pretraining", "model": "llama3-8b", "tokens": "20B", "gpus": 16},
+        {"family": "post_training", "kind": "lora", "base_model": "llama3-8b", "count": 10, "tokens": "100M",
+         "gpus": 8, "arrival": {"start": 0, "end": "2d"}},
+        {"family": "inference", "model": "llama3-8b", "requests_per_s": 20, "diurnal": 0.5,
+         "autoscaler": {"min_replicas": 1, "max_replicas": 4}},
+    ],
+}
+
+
+@pytest.mark.skipif(not _api_ready(), reason="sim.api not available")
+def test_report_of_a_real_run(tmp_path):
+    import sim
+
+    result = sim.run(MIXED)
+    folder = result.save(tmp_path / "out")
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert len(embedded_images(html)) >= 5  # failures may be absent by chance; every other plot is drawn
+    assert "no inference in this run" not in html
+    for name in rp.PLOTS:
+        assert (folder / f"{name}.png").read_bytes().startswith(PNG_MAGIC)
+    assert "report-e2e" in html and "llama3-8b" in html  # the scenario echoed
+    assert "inference SLO attainment" in result._repr_html_()
+    if CHROMIUM:
+        n, broken = browser_image_counts(folder / "report.html", tmp_path)
+        assert n == len(embedded_images(html)) and broken == 0

@@ -252,6 +252,8 @@ def _helios(text: str, where: str, limit, defaults) -> list[Job]:
         submit = _time(_cell(cells, c_sub, line, where, "submit_time"), f"{where}, line {line}", "submit_time")
         start_raw = _cell(cells, c_start, line, where, "start_time", required=False)
         end_raw = _cell(cells, c_end, line, where, "end_time", required=False)
+        if start_raw is None and c_start is not None:
+            continue  # never started (cancelled in the queue)
         if start_raw is not None and end_raw is not None:
             start = _time(start_raw, f"{where}, line {line}", "start_time")
             end = _time(end_raw, f"{where}, line {line}", "end_time")
@@ -261,8 +263,6 @@ def _helios(text: str, where: str, limit, defaults) -> list[Job]:
             duration = end - start
         elif c_dur is not None and _cell(cells, c_dur, line, where, "duration", required=False) is not None:
             duration = _number(_cell(cells, c_dur, line, where, "duration"), line, where, "duration")
-        elif start_raw is None:
-            continue  # never started (cancelled in the queue)
         else:
             raise InputError("end_time is missing", f"{where}, line {line}", "give end_time or duration")
         job_id = _cell(cells, c_id, line, where, "job_id", required=False) or f"{defaults['prefix']}{line}"

@@ -437,12 +437,16 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
         ops.append(_mem("fp8_cast", cast * gemm_in))
 
     # --- stored activations (Korthikanti et al. 2022, per tensor)
-    attn_store = T * ACT_BYTES * (2.0 * h * a + (q + kvw) / t + o / t) + 4.0 * T * heads_local  # + softmax stats
+    attn_store = T * ACT_BYTES * (2.0 * h * a + (q + kvw) / t + o / t)
+    if setup.attention != "unfused":
+        attn_store += 4.0 * T * heads_local        # FlashAttention's fp32 log-sum-exp per query and head
     scores = 0.0
+    masks = 0.0
     if setup.attention == "unfused":
         scores = p.micro_batch * heads_local / cp * setup.seq_len * setup.seq_len * UNFUSED_SCORE_ACT_BYTES
+        masks = 2.0 * T * h * a        # hidden-dropout masks after attention and MLP (1 byte each)
     mlp_store = T * ACT_BYTES * 2.0 * h * a + mlp_act_store
-    full = attn_store + scores + mlp_store
+    full = attn_store + scores + mlp_store + masks
     if p.recompute == "none":
         act = full
     elif p.recompute == "selective":
