@@ -572,13 +572,20 @@ def _fit_error(est: TrainingEstimate, gpu) -> InputError:
         "use more GPUs, larger tp/pp, recompute=full, a higher ZeRO stage, or --search")
 
 
+def _check_precision(setup: Setup, gpu) -> None:
+    """InputError if the GPU has no tensor cores for the training precision."""
+    gpu.peak_flops("bf16")
+    if setup.precision in ("fp8", "fp4"):
+        gpu.peak_flops(setup.precision)
+
+
 def evaluate(setup: Setup, p: ParallelConfig, gpu, system, fabric, oversubscription: float = 1.0,
              require_fit: bool = True) -> TrainingEstimate:
     """Step time and memory of layout `p` (InputError if it cannot run, or
     with require_fit, if it does not fit)."""
     check_setup(setup)
     check_parallel(setup.model, p, None, system.nvlink_domain_gpus)
-    gpu.peak_flops("fp8" if setup.precision in ("fp8",) else ("fp4" if setup.precision == "fp4" else "bf16"))
+    _check_precision(setup, gpu)
     if p.vpp > 1 and not setup.stack.interleaved:
         raise InputError(f"vpp={p.vpp} but this training stack has no interleaved schedule", "vpp", "use vpp=1")
     if p.pp > 1 and not setup.stack.pipeline:
@@ -623,6 +630,7 @@ def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float
     """The fastest layouts that fit, best first. `fixed` pins any of tp, pp,
     cp, ep, dp, micro_batch, vpp, recompute, zero, sp."""
     check_setup(setup)
+    _check_precision(setup, gpu)
     fixed = dict(fixed or {})
     m = setup.model
     domain = system.nvlink_domain_gpus

@@ -577,6 +577,15 @@ def load_scenario(source, overrides: dict | None = None, check: bool = True) -> 
     base_dir = None
     if isinstance(source, Scenario):
         data = source.model_dump(exclude_none=False)
+        # the inline cluster form was expanded into one pool: fold it back so
+        # that overrides such as cluster.nodes keep working
+        pools = data["cluster"]["pools"]
+        if len(pools) == 1 and pools[0]["name"] == pools[0]["system"]:
+            p = pools[0]
+            data["cluster"] = {"system": p["system"], "nodes": p["nodes"], "fabric": p["fabric"],
+                               "spare_nodes": p["spare_nodes"]}
+        else:
+            data["cluster"] = {"pools": pools}
         base_dir = source.base_dir
         origin = source.name
     elif isinstance(source, dict):

@@ -290,7 +290,9 @@ Task = tuple  # (source, overrides, folder, save)
 def _bar(total: int, progress: bool, desc: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=not progress, file=sys.stderr, unit="point", desc=desc, leave=False)
+    # disable=None: a bar on a terminal only, never in logs
+    return tqdm(total=total, disable=None if progress else True, file=sys.stderr, unit="point", desc=desc,
+                leave=False)
 
 
 def run_tasks(tasks: list[Task], backend: str = "local", workers: int | None = None, address: str | None = None,

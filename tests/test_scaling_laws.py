@@ -1,7 +1,6 @@
 """Pretraining scaling laws: 6ND, Chinchilla loss, compute-optimal sizes,
 the Llama-like shape rule and `gpusim scaling-law`."""
 import json
-import math
 
 import pytest
 from hypothesis import given, settings, strategies as st

@@ -153,3 +153,11 @@ def test_user_catalog_in_scenario(tmp_path):
     data["catalog"]["systems"]["my-h100"]["gpu"] = "h1000"
     with pytest.raises(InputError, match="h100"):
         load_scenario(data)
+
+
+def test_a_scenario_object_round_trips_with_overrides():
+    s = load()
+    again = load_scenario(s, overrides={"cluster.nodes": 8})
+    assert again.cluster.pools[0].nodes == 8 and again.workloads == s.workloads
+    mixed = load_scenario({"cluster": {"pools": [{"system": "dgx-h100", "nodes": 4}, {"system": "dgx-b200", "nodes": 2}]}})
+    assert load_scenario(mixed, overrides={"cluster.pools.1.nodes": 3}).cluster.pools[1].nodes == 3

@@ -1,10 +1,8 @@
 """The three scaling laws as demand on a fleet: roadmaps, the laws block of
 summary.json (totals, post-training multiple, saturation, GPUs needed) and
 the what-if responses (derivatives, reasoning tokens, pretraining budget)."""
-import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 

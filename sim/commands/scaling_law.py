@@ -58,6 +58,9 @@ def compute(args) -> dict:
     if model is None:
         model = sl.model_for_params(out["params"], seq_len=args.seq_len)
     out["compute_with_attention"] = sl.training_flops_full(model, out["tokens"], args.seq_len)
+    if model.is_moe:
+        out["note"] = ("mixture of experts: the loss law and 6ND use all parameters; a token only "
+                       "touches the active ones, which compute_with_attention counts")
     out["seq_len"] = args.seq_len
     out["fits"] = {name: f.loss(out["params"], out["tokens"]) for name, f in sl.FITS.items()}
     out["model"] = {"name": model.name, "params_total": model.params_total, "params_active": model.params_active,
@@ -83,6 +86,8 @@ def run(args) -> int:
         ("architecture", f"{m['name']}: {m['layers']} layers, hidden {m['hidden']}, {m['heads']} heads "
                          f"({m['kv_heads']} KV), ffn {m['ffn']}, vocab {m['vocab']}"),
     ]
+    if "note" in out:
+        rows.append(("note", out["note"]))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")

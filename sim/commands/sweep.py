@@ -71,7 +71,7 @@ def cell(value, key: str = "") -> str:
         return "yes" if value else "no"
     if isinstance(value, float) and math.isnan(value):
         return "-"
-    if key.endswith("_s") and isinstance(value, (int, float)) and abs(value) >= 60 and "." in key + "_":
+    if key.endswith("_s") and isinstance(value, (int, float)) and abs(value) >= 60:
         from workloads.units import format_duration
         return format_duration(value)
     return fmt(value, key)

@@ -1,0 +1,300 @@
+"""The training work/memory model (workloads/training.py) and the step-time
+model on hardware (hardware/perf_training.py): closed forms, invariants,
+and the errors bad layouts raise."""
+import math
+import time
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from hardware import perf_training as pt
+from hardware.catalog import load_catalog
+from workloads.errors import InputError
+from workloads.models import build_model, load_models
+from workloads.training import (GRAD_BYTES, OPTIMIZER_BYTES, WEIGHT_BYTES, ParallelConfig, Setup, Stack,
+                                causal_context, get_stack, layer_work, lora_params, megatron_hw_flops_per_step,
+                                memory_per_gpu, model_flops_per_token)
+
+CAT = load_catalog()
+MODELS = load_models()
+GPT = build_model("gpt-test", dict(layers=24, hidden=2048, heads=16, ffn=8192, vocab=51200, gated=False))
+LEGACY = Stack(attention="unfused", sequence_parallel=False, interleaved=True, dp_overlap=False,
+               zero_stages=(0,), context_parallel=False)
+
+
+def hw(name):
+    gpu, system = pt.typical_system(CAT, name)
+    return gpu, system, CAT.fabric(system.fabric)
+
+
+# ---------------------------------------------------------------------------
+# work per token
+# ---------------------------------------------------------------------------
+
+def test_model_flops_are_six_n_plus_causal_attention():
+    m = MODELS.get("llama3-8b")
+    s = Setup(model=m, seq_len=8192, global_batch_seqs=1)
+    attn = 2.0 * m.layers * m.heads * (m.hd + m.hd) * (8192 + 1) / 2
+    assert model_flops_per_token(s) == pytest.approx(6 * m.params_matmul_active + 3 * attn)
+
+
+def test_attention_flops_grow_with_sequence_and_packing_shrinks_them():
+    m = MODELS.get("llama3-8b")
+    short = model_flops_per_token(Setup(model=m, seq_len=2048, global_batch_seqs=1))
+    long = model_flops_per_token(Setup(model=m, seq_len=32768, global_batch_seqs=1))
+    packed = model_flops_per_token(Setup(model=m, seq_len=32768, global_batch_seqs=1, doc_tokens=2048))
+    assert long > short
+    assert packed == pytest.approx(short)
+    assert causal_context(1) == 1 and causal_context(4095) == 2048
+
+
+def test_lora_skips_base_weight_gradients():
+    m = MODELS.get("llama3-8b")
+    s = Setup(model=m, seq_len=4096, global_batch_seqs=1, kind="lora", lora_rank=8)
+    full = Setup(model=m, seq_len=4096, global_batch_seqs=1)
+    extra = model_flops_per_token(full) - 6 * m.params_matmul_active
+    assert model_flops_per_token(s) == pytest.approx(4 * m.params_matmul_active + 6 * lora_params(m, 8) + extra)
+    # rank r adapters on q,k,v,o (h x (h + 2 kv_dim)) and gate/up/down: r x (in + out) each
+    h, kvd, f = 4096, 8 * 128, 14336
+    per_layer = 8 * ((h + (h + 2 * kvd)) + (h + h)) + 8 * 3 * (h + f)
+    assert lora_params(m, 8) == pytest.approx(32 * per_layer)
+
+
+def test_megatron_formula_matches_the_paper_example():
+    # GPT-3 175B, batch 1536, seq 2048 (Narayanan et al. 2021 eq. 3)
+    f = megatron_hw_flops_per_step(96, 12288, 51200, 2048, 1536)
+    expect = 96 * 1536 * 2048 * 96 * 12288 ** 2 * (1 + 2048 / (6 * 12288) + 51200 / (16 * 96 * 12288))
+    assert f == pytest.approx(expect)
+
+
+# ---------------------------------------------------------------------------
+# activation memory: Korthikanti et al. 2022 closed forms
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tp,sp", [(1, False), (4, False), (4, True), (8, True)])
+def test_activation_bytes_match_korthikanti(tp, sp):
+    s, b, h, a = 2048, 2, GPT.hidden, GPT.heads
+    setup = Setup(model=GPT, seq_len=s, global_batch_seqs=8, stack=LEGACY)
+    p = ParallelConfig(tp=tp, micro_batch=b, sp=sp, recompute="none")
+    w = layer_work(GPT, False, setup, p)
+    linear = 34 * s * b * h / tp if sp else s * b * h * (10 + 24 / tp)
+    assert w.act_bytes == pytest.approx(linear + 5 * a * s * s * b / tp)
+    full = layer_work(GPT, False, setup, ParallelConfig(tp=tp, micro_batch=b, sp=sp, recompute="full"))
+    assert full.act_bytes == pytest.approx(2 * s * b * h / (tp if sp else 1))
+    sel = layer_work(GPT, False, setup, ParallelConfig(tp=tp, micro_batch=b, sp=sp, recompute="selective"))
+    assert sel.act_bytes < linear      # the s^2 scores (and the activation function) are recomputed
+
+
+def test_flash_attention_stores_no_scores():
+    setup = Setup(model=GPT, seq_len=8192, global_batch_seqs=8)
+    short = Setup(model=GPT, seq_len=2048, global_batch_seqs=8)
+    p = ParallelConfig(recompute="none")
+    # linear in sequence length: 4x the tokens, 4x the bytes
+    assert layer_work(GPT, False, setup, p).act_bytes == pytest.approx(4 * layer_work(GPT, False, short, p).act_bytes)
+
+
+def test_states_bytes_and_zero_sharding():
+    m = build_model("tiny", dict(layers=8, hidden=1024, heads=8, ffn=4096, vocab=32000))
+    setup = Setup(model=m, seq_len=1024, global_batch_seqs=64)
+    params = m.params_total
+    mem0 = memory_per_gpu(setup, ParallelConfig(dp=8, zero=0, recompute="full"))
+    assert mem0.weights + mem0.gradients + mem0.optimizer == pytest.approx(
+        params * (WEIGHT_BYTES + GRAD_BYTES + OPTIMIZER_BYTES))
+    mems = [memory_per_gpu(setup, ParallelConfig(dp=8, zero=z, recompute="full")) for z in (0, 1, 2, 3)]
+    states = [x.weights + x.gradients + x.optimizer for x in mems]
+    assert states[0] > states[1] > states[2] > states[3] and states[3] < states[0] / 4
+    mem1 = memory_per_gpu(setup, ParallelConfig(dp=8, zero=1, recompute="full"))
+    assert mem1.optimizer == pytest.approx(params * OPTIMIZER_BYTES / 8)
+    # with dp = 1 nothing is sharded
+    assert memory_per_gpu(setup, ParallelConfig(dp=1, zero=3)).weights >= mem0.weights
+
+
+def test_lora_memory_has_no_base_gradients_or_optimizer():
+    m = MODELS.get("llama3-8b")
+    full = memory_per_gpu(Setup(model=m, seq_len=4096, global_batch_seqs=8, kind="sft"), ParallelConfig(dp=1, zero=0))
+    lora = memory_per_gpu(Setup(model=m, seq_len=4096, global_batch_seqs=8, kind="lora"), ParallelConfig(dp=1, zero=0))
+    assert lora.optimizer < full.optimizer / 100 and lora.gradients < full.gradients / 100
+    assert lora.weights == pytest.approx(full.weights, rel=0.02)
+
+
+def test_expert_parallelism_shards_expert_weights():
+    m = MODELS.get("mixtral-8x7b")
+    s = Setup(model=m, seq_len=4096, global_batch_seqs=64)
+    one = memory_per_gpu(s, ParallelConfig(dp=8, ep=1, zero=1, recompute="full"))
+    eight = memory_per_gpu(s, ParallelConfig(dp=8, ep=8, zero=1, recompute="full"))
+    assert eight.weights < one.weights / 3
+
+
+def test_context_parallel_splits_activations():
+    m = MODELS.get("llama3-70b")
+    s = Setup(model=m, seq_len=65536, global_batch_seqs=64)
+    a1 = layer_work(m, False, s, ParallelConfig(tp=8, cp=1, recompute="none")).act_bytes
+    a4 = layer_work(m, False, s, ParallelConfig(tp=8, cp=4, recompute="none")).act_bytes
+    assert a4 == pytest.approx(a1 / 4, rel=0.01)
+
+
+# ---------------------------------------------------------------------------
+# step time
+# ---------------------------------------------------------------------------
+
+def test_gemm_ceiling_reproduces_mamf_at_its_best_shape():
+    for (arch, prec), (frac, (m, n, k), tbps, bpe) in pt.GEMM_MAMF.items():
+        c = pt.gemm_ceiling(arch, prec)
+        peak = {"ampere": 312e12, "hopper": 989.5e12, "blackwell": 2250e12}[arch] * (2 if prec == "fp8" else 1)
+        t = 2 * m * n * k / (peak * c) + ((m * k + k * n) * bpe + 2 * m * n) / (tbps * 1e12 * pt.HBM_EFFICIENCY)
+        assert 2 * m * n * k / t / peak == pytest.approx(frac, rel=1e-9)
+        assert 0 < c <= 1
+
+
+def test_breakdown_sums_to_step_time_and_outputs_agree():
+    gpu, system, fabric = hw("h100")
+    m = MODELS.get("llama3-70b")
+    s = Setup(model=m, seq_len=8192, global_batch_seqs=512)
+    e = pt.evaluate(s, ParallelConfig(tp=8, pp=4, dp=32, micro_batch=1, vpp=2, recompute="selective"),
+                    gpu, system, fabric)
+    top = {k: v for k, v in e.breakdown if not k.startswith(" ")}
+    assert sum(top.values()) == pytest.approx(e.step_time_s)
+    assert e.tokens_per_s == pytest.approx(e.tokens_per_step / e.step_time_s)
+    assert e.mfu == pytest.approx(e.model_flops_per_step / (e.step_time_s * 1024 * gpu.peak_flops("bf16")))
+    assert e.hw_tflops_per_gpu >= e.model_tflops_per_gpu
+    assert 0.2 < e.mfu < 0.8
+
+
+def test_interleaving_shrinks_the_bubble():
+    gpu, system, fabric = hw("h100")
+    s = Setup(model=MODELS.get("llama3-70b"), seq_len=4096, global_batch_seqs=256)
+    base = dict(tp=8, pp=8, dp=4, micro_batch=1, recompute="full")
+    b1 = pt.evaluate(s, ParallelConfig(vpp=1, **base), gpu, system, fabric).breakdown_dict["pp_bubble"]
+    b2 = pt.evaluate(s, ParallelConfig(vpp=2, **base), gpu, system, fabric).breakdown_dict["pp_bubble"]
+    assert b2 == pytest.approx(b1 / 2, rel=0.05)
+
+
+def test_bubble_fraction_is_pp_minus_one_over_m():
+    gpu, system, fabric = hw("a100")
+    small_vocab = build_model("gpt-v", dict(layers=24, hidden=2048, heads=16, ffn=8192, vocab=256, gated=False))
+    s = Setup(model=small_vocab, seq_len=2048, global_batch_seqs=64)
+    e = pt.evaluate(s, ParallelConfig(tp=1, pp=4, dp=1, micro_batch=1, recompute="full", zero=0), gpu, system, fabric)
+    steady = e.step_time_s - sum(v for k, v in e.breakdown if k in ("pp_bubble", "pp_p2p", "dp_comm", "optimizer"))
+    # 24 layers split 6/6/6/6 (negligible output layer): 1F1B bubble = (p - 1) / m of the steady state
+    assert e.breakdown_dict["pp_bubble"] / steady == pytest.approx(3 / 64, rel=0.02)
+
+
+def test_more_gpus_more_throughput_and_fp8_is_faster():
+    gpu, system, fabric = hw("h100")
+    m = MODELS.get("llama3-70b")
+    a = pt.estimate_training(m, gpu, system, fabric, 256, seq_len=4096)
+    b = pt.estimate_training(m, gpu, system, fabric, 1024, seq_len=4096)
+    assert b.tokens_per_s > 2.5 * a.tokens_per_s
+    f8 = pt.estimate_training(m, gpu, system, fabric, 1024, seq_len=4096, precision="fp8")
+    assert f8.tokens_per_s > 1.2 * b.tokens_per_s
+
+
+def test_slower_fabric_is_slower():
+    gpu, system, fabric = hw("h100")
+    m = MODELS.get("llama3-8b")
+    p = ParallelConfig(tp=1, dp=512, micro_batch=1, recompute="none", zero=1)
+    s = Setup(model=m, seq_len=4096, global_batch_seqs=512)
+    fast = pt.evaluate(s, p, gpu, system, fabric)
+    slow = pt.evaluate(s, p, gpu, system, fabric, oversubscription=8.0)
+    assert slow.breakdown_dict["dp_comm"] > fast.breakdown_dict["dp_comm"]
+    assert slow.step_time_s > fast.step_time_s
+
+
+def test_moe_pays_all_to_all_and_uses_fewer_flops_than_its_size():
+    gpu, system, fabric = hw("h100")
+    m = MODELS.get("mixtral-8x7b")
+    s = Setup(model=m, seq_len=4096, global_batch_seqs=256)
+    e = pt.evaluate(s, ParallelConfig(tp=1, pp=1, ep=8, dp=64, micro_batch=1, recompute="full", zero=1),
+                    gpu, system, fabric)
+    assert e.breakdown_dict["ep_comm"] > 0
+    assert e.model_flops_per_step < 6 * m.params_total * e.tokens_per_step / 2
+
+
+def test_lora_and_sft_helpers():
+    gpu, system, fabric = hw("h100")
+    m = MODELS.get("llama3-8b")
+    sft, t_sft = pt.estimate_finetune(m, gpu, system, fabric, 8, 1e9, kind="sft")
+    lora, t_lora = pt.estimate_finetune(m, gpu, system, fabric, 8, 1e9, kind="lora")
+    assert t_lora < t_sft and lora.memory_per_gpu_bytes < sft.memory_per_gpu_bytes
+    assert t_sft == pytest.approx(1e9 / sft.tokens_per_s)
+    with pytest.raises(InputError):
+        pt.estimate_finetune(m, gpu, system, fabric, 8, 1e9, kind="rlhf")
+
+
+def test_does_not_fit_states_need_and_capacity():
+    gpu, system, fabric = hw("h100")
+    s = Setup(model=MODELS.get("llama3-405b"), seq_len=8192, global_batch_seqs=64)
+    with pytest.raises(InputError) as err:
+        pt.evaluate(s, ParallelConfig(tp=8, dp=1, recompute="none", zero=0), gpu, system, fabric)
+    assert "needs" in err.value.what and "80.0 GiB" in err.value.what
+    with pytest.raises(InputError) as err:
+        pt.search(s, gpu, system, fabric, 8)
+    assert "fits" in err.value.what
+
+
+@pytest.mark.parametrize("bad,why", [
+    (dict(tp=3), "heads"), (dict(tp=16), "NVLink"), (dict(pp=200), "layers"), (dict(ep=2), "experts"),
+    (dict(recompute="some"), "recompute"), (dict(zero=4), "ZeRO"), (dict(vpp=2), "vpp"),
+])
+def test_invalid_layouts_say_why(bad, why):
+    gpu, system, fabric = hw("h100")
+    s = Setup(model=MODELS.get("llama3-70b"), seq_len=4096, global_batch_seqs=64)
+    with pytest.raises(InputError) as err:
+        pt.evaluate(s, ParallelConfig(**bad), gpu, system, fabric)
+    assert why in err.value.line()
+
+
+def test_stack_limits_what_the_search_may_use():
+    gpu, system, fabric = hw("a100")
+    s = Setup(model=GPT, seq_len=2048, global_batch_seqs=512, stack=get_stack("megatron-deepspeed"))
+    for e in pt.search(s, gpu, system, fabric, 64, top=5):
+        assert e.parallelism.vpp == 1 and e.parallelism.zero in (0, 1) and e.parallelism.cp == 1
+    with pytest.raises(InputError):
+        get_stack("nemo-2031")
+
+
+def test_search_405b_on_16k_h100_is_fast_and_sorted():
+    gpu, system, fabric = hw("h100")
+    s = Setup(model=MODELS.get("llama3-405b"), seq_len=8192, global_batch_seqs=2048)
+    t0 = time.perf_counter()
+    top = pt.search(s, gpu, system, fabric, 16384, top=5)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 3.0            # ~0.2 s on one core; generous for a shared CI machine
+    times = [e.step_time_s for e in top]
+    assert times == sorted(times) and all(e.fits for e in top)
+    assert all(e.gpus == 16384 for e in top)
+    assert 0.3 < top[0].mfu < 0.6
+
+
+def test_estimate_is_cached_and_tiers_hashable():
+    gpu, system, fabric = hw("h100")
+    m = MODELS.get("llama3-8b")
+    a = pt.estimate_training(m, gpu, system, fabric, 64, seq_len=4096)
+    assert pt.estimate_training(m, gpu, system, fabric, 64, seq_len=4096) is a
+
+
+def test_typical_system_mapping():
+    assert pt.typical_system(CAT, "h100")[1].name == "dgx-h100"
+    gpu, system = pt.typical_system(CAT, "a100-40gb")
+    assert gpu.name == "a100-40gb" and system.gpu == "a100-40gb" and system.nvlink_domain_gpus == 8
+    with pytest.raises(InputError):
+        pt.typical_system(CAT, "h1000")
+
+
+@settings(max_examples=25, deadline=None)
+@given(layers=st.sampled_from([8, 16, 24]), hidden_mult=st.integers(4, 16), tp=st.sampled_from([1, 2, 4, 8]),
+       pp=st.sampled_from([1, 2, 4]), mb=st.sampled_from([1, 2]), rec=st.sampled_from(["none", "selective", "full"]),
+       zero=st.sampled_from([0, 1, 2, 3]), seq=st.sampled_from([1024, 4096]))
+def test_any_valid_layout_is_consistent(layers, hidden_mult, tp, pp, mb, rec, zero, seq):
+    m = build_model("h", dict(layers=layers, hidden=128 * hidden_mult, heads=8 * hidden_mult, ffn=512 * hidden_mult,
+                              vocab=32000))
+    gpu, system, fabric = hw("h100")
+    dp = 64 // (tp * pp)
+    s = Setup(model=m, seq_len=seq, global_batch_seqs=256)
+    e = pt.evaluate(s, ParallelConfig(tp=tp, pp=pp, dp=dp, micro_batch=mb, recompute=rec, zero=zero),
+                    gpu, system, fabric, require_fit=False)
+    top = sum(v for k, v in e.breakdown if not k.startswith(" "))
+    assert top == pytest.approx(e.step_time_s)
+    assert all(v >= 0 for _, v in e.breakdown)
+    assert 0 < e.mfu < 1 and e.memory_per_gpu_bytes > 0
+    assert math.isfinite(e.tokens_per_s)

@@ -1,0 +1,99 @@
+"""`gpusim validate` and the training model's accuracy on the published
+runs the project carries (sim/data/validation/training.csv, a copy of
+shared/validation/training.csv with the runs' documented software facts)."""
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from hardware import perf_training as pt
+from hardware.catalog import load_catalog
+from sim.cli import main
+from sim.validation_serving import serving_rows
+from sim.validation_training import default_path, summarize, training_rows
+from workloads.errors import InputError
+from workloads.models import build_model
+from workloads.training import STACKS, Setup, get_stack
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "validation" / "training.csv"
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return training_rows()
+
+
+def test_every_row_is_predicted_within_tolerance(rows):
+    assert len(rows) == 22
+    s = summarize(rows)
+    assert s["median_abs_error"] <= 0.10
+    assert s["worst_abs_error"] <= 0.20, [(r["model"], r["gpus"], round(r["error"], 3)) for r in rows]
+
+
+def test_gpu_hours_rows_land_below_before_goodput(rows):
+    # a steady-state estimate of a whole run is below it unless divided by the goodput
+    from sim.validation_training import RUN_GOODPUT
+    for r in rows:
+        if r["metric"] == "gpu_hours":
+            assert r["predicted"] * RUN_GOODPUT < r["published"] * 1.2
+
+
+def test_project_copy_carries_the_shared_rows_unchanged():
+    ours = list(csv.DictReader(default_path().read_text(encoding="utf-8").splitlines()))
+    if not SHARED.exists():
+        pytest.skip("shared/validation/training.csv is not next to this checkout")
+    theirs = list(csv.DictReader(SHARED.read_text(encoding="utf-8").splitlines()))
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert {k: a[k] for k in b} == b
+    for a in ours:
+        assert a["stack"] in STACKS and a["facts"]
+
+
+def test_validate_cli_json_and_table(capsys):
+    assert main(["validate", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert len(d["training"]) == 22 and d["serving"] == serving_rows()
+    assert d["summary"]["training"]["worst_abs_error"] <= 0.20
+    for r in d["training"]:
+        assert {"published", "predicted", "error", "metric", "source", "layout"} <= set(r)
+    assert main(["validate"]) == 0
+    out = capsys.readouterr().out
+    assert "median |error|" in out and "Narayanan" in out and "Touvron" in out
+
+
+def test_validate_reads_other_csvs_and_rejects_bad_ones(tmp_path, capsys):
+    good = tmp_path / "h100.csv"
+    good.write_text("source,model,gpu,gpus,tp,pp,seq_len,global_batch_seqs,precision,metric,value\n"
+                    "check,llama3-70b,h100,512,8,4,8192,512,bf16,mfu,0.4\n", encoding="utf-8")
+    rows = training_rows(str(good))
+    assert rows[0]["model"] == "llama3-70b" and 0.2 < rows[0]["predicted"] < 0.7
+    bad = tmp_path / "bad.csv"
+    bad.write_text("source,model,gpu,metric,value\nx,llama3-70b,h100,speed,1\n", encoding="utf-8")
+    assert main(["validate", "--training-csv", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown metric") and err.count("\n") == 1
+    with pytest.raises(InputError):
+        training_rows(str(tmp_path / "missing.csv"))
+
+
+def test_meta_2023_stack_efficiency_reproduces_llama1_65b():
+    """FSDP_TP_2023's efficiency comes from LLaMA-65B: 380 tokens/s/GPU on
+    2,048 A100-80GB at 2,048-token sequences and 4M-token batches
+    (Touvron et al. 2023a Sec. 2.4)."""
+    cat = load_catalog()
+    gpu, system = pt.typical_system(cat, "a100")
+    m = build_model("llama1-65b", dict(layers=80, hidden=8192, heads=64, ffn=22016, vocab=32000))
+    s = Setup(model=m, seq_len=2048, global_batch_seqs=2048, stack=get_stack("fsdp-tp-2023"))
+    e = pt.search(s, gpu, system, cat.fabric(system.fabric), 2048, top=1)[0]
+    assert e.tokens_per_s / e.gpus == pytest.approx(380, rel=0.05)
+
+
+def test_efficiency_factors_are_named_fractions():
+    for name in ("HBM_EFFICIENCY", "TENSOR_SUSTAINED", "FLASH_FWD", "FLASH_BWD", "FLASH1_RELATIVE", "DP_OVERLAP",
+                 "EP_A2A_EXPOSED", "OVERLAP_SLOWDOWN"):
+        assert 0 < getattr(pt, name) <= 1, name
+    assert pt.MOE_IMBALANCE >= 1
+    for stack in STACKS.values():
+        assert 0 < stack.efficiency <= 1
