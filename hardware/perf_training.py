@@ -24,10 +24,18 @@ API for the rest of gpusim (all arguments hashable; results cached):
 
 - ``estimate_training(model, gpu, system, fabric, gpus, seq_len=8192,
   global_batch_tokens=None, precision="bf16", parallel=None,
-  oversubscription=1.0, kind="pretrain", lora_rank=16, ...)`` ->
-  ``TrainingEstimate``. ``parallel=None`` searches for the fastest layout
-  that fits; a ``ParallelConfig`` is evaluated as given (InputError if it
-  cannot run or does not fit, stating need vs capacity per GPU).
+  oversubscription=1.0, kind="pretrain", lora_rank=16, doc_tokens=None,
+  packing=True, stack="modern", tiers_spanned=None)`` ->
+  ``TrainingEstimate`` (step_time_s, tokens_per_s, mfu, hw_tflops_per_gpu,
+  memory_per_gpu_bytes, breakdown, parallelism, ...). ``parallel=None``
+  searches for the fastest layout that fits; a ``ParallelConfig`` is
+  evaluated as given (InputError if it cannot run or does not fit, stating
+  need vs capacity per GPU). Results are cached (LRU, 4,096 entries) on
+  every argument, so a simulator can call it per job; a search takes
+  ~0.1-0.3 s for dense models, ~1-2 s for large MoE models.
+  ``tiers_spanned`` (switch tiers a placement crosses) sets the hop count of
+  the network latency; bandwidth loss from oversubscribed tiers comes in
+  through ``oversubscription``.
 - ``training_time_s(estimate, tokens)``: seconds to train on `tokens`.
 - ``estimate_finetune(model, gpu, system, fabric, gpus, tokens, kind="sft"
   or "lora", ...)`` -> (estimate, seconds).
@@ -38,17 +46,20 @@ Efficiency factors (each a named constant below, with its source):
 
 | factor | value | what / source |
 |---|---|---|
-| GEMM_MAMF | A100 bf16 0.859, H100 bf16 0.801, H100/H200 fp8 0.734, B200 bf16 0.776 / fp8 0.763 | best measured matmul FLOP/s over dense peak (Bekman, ml-engineering "MAMF finder" table); the tensor-core ceiling is set so that the additive roofline below reproduces it at its best shape |
-| HBM_EFFICIENCY | 0.85 | fraction of HBM bandwidth streaming kernels reach (nvbandwidth / BabelStream on A100 and H100: 85-90%) |
-| FLASH_FWD / FLASH_BWD | 0.80 / 0.70 of the GEMM ceiling | FlashAttention-2 on A100 (Dao 2023: up to 73% of peak forward, ~63% fwd+bwd), FlashAttention-3 on H100 (Shah et al. 2024: 75% forward bf16) |
-| FLASH_HALF_LENGTH | 350 tokens | attention kernels lose efficiency on short sequences: FA2 causal fwd+bwd on A100 at 0.5k / 1k / 2k / 4k tokens reaches 0.56 / 0.75 / 0.86 / 0.93 of its long-sequence rate, i.e. d / (d + 350) |
-| KERNEL_GAP_S | 4 us | idle gap between dependent kernels (launch latency + tail), per kernel |
+| GEMM_MAMF | A100 bf16 0.859, H100 bf16 0.801, H100/H200 fp8 0.734, B200 bf16 0.776 / fp8 0.763 | best measured matmul FLOP/s over dense peak (Bekman, ml-engineering MAMF table); the tensor-core ceiling is set so the additive roofline t = F/(peak c) + bytes/HBM reproduces it at its best shape, which makes small or thin GEMMs slower |
+| HBM_EFFICIENCY | 0.85 | streaming kernels' share of HBM bandwidth (nvbandwidth / BabelStream, 85-90%) |
+| TENSOR_SUSTAINED | 0.80 | tensor-core rate sustained over a training step vs MAMF: power-limited clocks (A100 HPL clock 1305/1410 MHz) x untuned shapes (~0.9); set in that range to centre the A100 Megatron rows |
+| FLASH_FWD / FLASH_BWD | 0.80 / 0.70 of the GEMM ceiling | FlashAttention-2 on A100 (Dao 2023), FlashAttention-3 on H100 (Shah et al. 2024) |
+| FLASH_HALF_LENGTH | 350 tokens | attention efficiency d / (d + 350) for documents of d tokens (FA2 benchmarks) |
+| FLASH1_RELATIVE | 0.6 | FlashAttention-1 / xformers relative to FlashAttention-2 (Dao 2023) |
+| KERNEL_GAP_S | 4 us | idle gap per dependent kernel |
+| DP_OVERLAP | 1.0 | share of the last backward / first forward that hides gradient reduce-scatter / parameter all-gather (Megatron-core, FSDP) |
+| OVERLAP_SLOWDOWN | 0.2 | compute seconds lost per second of communication hidden under it (NCCL holds SMs and HBM bandwidth; overlapped GEMMs 10-30% slower) |
+| EP_A2A_EXPOSED | 0.5 | MoE all-to-all left on the critical path (Megatron-core overlaps part; DeepSeek DualPipe nearly all) |
+| MOE_IMBALANCE | 1.10 | busiest GPU's expert work over the mean (balanced routing, DeepSeek-V3 Sec. 2.1.2) |
+| Stack.efficiency | 1.0; fsdp-tp-2023 0.82 | framework efficiency; Meta's 2023 stack from LLaMA-65B's published 380 tokens/s/GPU on 2,048 A100 (workloads/training.py STACKS) |
 | NVLS on Hopper+ | collectives.NVLS_EFFICIENCY | TP all-reduce in the NVSwitch (NVLink SHARP); A100's NVSwitch has none |
-| DP_OVERLAP | 1.0 of the last micro-batch's backward | gradient reduce-scatter overlaps the backward pass (Megatron-LM --overlap-grad-reduce); parameter all-gather overlaps the next forward (--overlap-param-gather) |
-| CP ring attention | overlapped with the attention kernel | Llama 3 (all-gather K/V) and Megatron ring attention hide K/V exchange behind attention compute when it is long enough |
-| EP_A2A_EXPOSED | 0.5 | fraction of MoE dispatch/combine all-to-all not hidden (Megatron-core overlaps part of it with shared-expert / attention compute; DeepSeek-V3's DualPipe hides nearly all) |
-| MOE_IMBALANCE | 1.10 | busiest GPU's expert work over the mean (auxiliary-loss-balanced routing keeps experts within ~10% at large batches; DeepSeek-V3 sec. 2.1.2, Megatron-core MoE reports) |
-| RUN_GOODPUT | 0.90 (in sim/validation_training.py) | steady-state fraction of a whole run's GPU-time (Llama 3: >90% effective training time) |
+| RUN_GOODPUT | 0.90 (sim/validation_training.py) | steady-state share of a whole run's GPU-time (Llama 3: >90% effective training time) |
 
 Communication is modelled as *exposed* (on the critical path) unless named
 above as overlapped: TP collectives (2 per layer forward, 2 backward, 2 more
@@ -59,18 +70,18 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field, replace
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
 from hardware.collectives import collective_time, levels_for_group
 from workloads.errors import InputError
 from workloads.models import ModelSpec
-from workloads.training import (GRAD_BYTES, get_stack, OPTIMIZER_BYTES, WEIGHT_BYTES, LayerWork, Memory, Op,
+from workloads.training import (GRAD_BYTES, get_stack, WEIGHT_BYTES, LayerWork, Memory, Op,
                                 ParallelConfig, Setup, check_parallel, check_setup, embed_ops, head_ops,
                                 layer_work, lora_params, memory_per_gpu, micro_batches, model_flops_per_token,
-                                stage_layers, _layer_params)
+                                stage_layers, layer_params)
 
 # ---------------------------------------------------------------------------
 # Efficiency factors (see the module docstring's table for sources)
@@ -303,9 +314,10 @@ class TrainingEstimate:
 class _Ctx:
     """Per-search caches: layer timings and collective times."""
 
-    def __init__(self, setup: Setup, gpu, system, fabric, oversubscription: float):
+    def __init__(self, setup: Setup, gpu, system, fabric, oversubscription: float, hops: Optional[int] = None):
         self.setup, self.gpu, self.system, self.fabric = setup, gpu, system, fabric
         self.over = oversubscription
+        self.hops = hops
         self.layers: dict = {}
         self.bounds: dict = {}
         self.flops_per_token = model_flops_per_token(setup)
@@ -317,7 +329,7 @@ class _Ctx:
         key = (group, stride)
         if key not in self.levels:
             self.levels[key] = levels_for_group(self.system, self.fabric, self.gpu, group, stride=stride,
-                                                oversubscription=self.over)
+                                                oversubscription=self.over, hops=self.hops)
         return self.levels[key]
 
     def coll(self, op: str, nbytes: float, group: int, stride: int, in_network: bool = False) -> float:
@@ -478,10 +490,10 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
 
     # data-parallel gradient reduction and parameter gathering
     etp = 1 if p.ep > 1 else p.tp
-    dense_params = dense_n * _layer_params(m, False)[0] / p.tp if dense_n else 0.0
+    dense_params = dense_n * layer_params(m, False)[0] / p.tp if dense_n else 0.0
     expert_params = 0.0
     if moe_n:
-        d, e = _layer_params(m, True)
+        d, e = layer_params(m, True)
         dense_params += moe_n * d / p.tp
         expert_params = moe_n * e / (p.ep * etp)
     dense_params += m.vocab * m.hidden / p.tp
@@ -580,7 +592,7 @@ def _check_precision(setup: Setup, gpu) -> None:
 
 
 def evaluate(setup: Setup, p: ParallelConfig, gpu, system, fabric, oversubscription: float = 1.0,
-             require_fit: bool = True) -> TrainingEstimate:
+             require_fit: bool = True, hops: Optional[int] = None) -> TrainingEstimate:
     """Step time and memory of layout `p` (InputError if it cannot run, or
     with require_fit, if it does not fit)."""
     check_setup(setup)
@@ -594,7 +606,7 @@ def evaluate(setup: Setup, p: ParallelConfig, gpu, system, fabric, oversubscript
         raise InputError(f"the interleaved schedule (vpp={p.vpp}) needs at least pp={p.pp} micro-batches per step, "
                          f"this layout has {micro_batches(setup, p)}", "vpp",
                          "use vpp=1, a larger global batch or a smaller dp x micro_batch")
-    ctx = _Ctx(setup, gpu, system, fabric, oversubscription)
+    ctx = _Ctx(setup, gpu, system, fabric, oversubscription, hops)
     est = _evaluate(ctx, p)
     if require_fit and not est.fits:
         raise _fit_error(est, gpu)
@@ -626,7 +638,7 @@ def _total(entry) -> float:
 
 
 def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float = 1.0, top: int = 5,
-           fixed: Optional[dict] = None) -> list[TrainingEstimate]:
+           fixed: Optional[dict] = None, hops: Optional[int] = None) -> list[TrainingEstimate]:
     """The fastest layouts that fit, best first. `fixed` pins any of tp, pp,
     cp, ep, dp, micro_batch, vpp, recompute, zero, sp."""
     check_setup(setup)
@@ -634,7 +646,7 @@ def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float
     fixed = dict(fixed or {})
     m = setup.model
     domain = system.nvlink_domain_gpus
-    ctx = _Ctx(setup, gpu, system, fabric, oversubscription)
+    ctx = _Ctx(setup, gpu, system, fabric, oversubscription, hops)
     cap = gpu.hbm_bytes
     seqs = setup.global_batch_seqs
 
@@ -736,16 +748,22 @@ def estimate_training(model: ModelSpec, gpu, system, fabric, gpus: int, seq_len:
                       packing: bool = True, stack: str = "modern", tiers_spanned: Optional[int] = None
                       ) -> TrainingEstimate:
     """Steady-state estimate of one training job (see the module docstring).
-    tiers_spanned > 1 (a placement over several switch tiers) is folded into
-    oversubscription by the caller; it is accepted for cache keys."""
-    key = (model, _gpu_key(gpu), system, fabric, gpus, seq_len, global_batch_tokens, precision, parallel,
-           oversubscription, kind, lora_rank, doc_tokens, packing, stack)
+    `model` may be a ModelSpec; `stack` a name of workloads.training.STACKS.
+    tiers_spanned: switch tiers the placement crosses (2 hops each) for the
+    network latency; None lets the collectives model pick from the size."""
+    key = (model if isinstance(model, str) else model, _gpu_key(gpu), system, fabric, gpus, seq_len,
+           global_batch_tokens, precision, parallel,
+           oversubscription, kind, lora_rank, doc_tokens, packing, stack, tiers_spanned)
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit
+    if isinstance(model, str):
+        from workloads.models import load_models
+        model = load_models().get(model, "model")
+    hops = 2 * int(tiers_spanned) if tiers_spanned else None
     est = _estimate_training(model, gpu, system, fabric, gpus, seq_len, global_batch_tokens, precision, parallel,
-                             oversubscription, kind, lora_rank, doc_tokens, packing, stack)
+                             oversubscription, kind, lora_rank, doc_tokens, packing, stack, hops)
     _CACHE[key] = est
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -753,7 +771,7 @@ def estimate_training(model: ModelSpec, gpu, system, fabric, gpus: int, seq_len:
 
 
 def _estimate_training(model, gpu, system, fabric, gpus, seq_len, global_batch_tokens, precision, parallel,
-                       oversubscription, kind, lora_rank, doc_tokens, packing, stack) -> TrainingEstimate:
+                       oversubscription, kind, lora_rank, doc_tokens, packing, stack, hops) -> TrainingEstimate:
     if gpus < 1:
         raise InputError(f"{gpus} GPUs", "gpus", "use 1 or more GPUs")
     batch_tokens = global_batch_tokens or max(DEFAULT_BATCH_TOKENS, seq_len)
@@ -761,9 +779,9 @@ def _estimate_training(model, gpu, system, fabric, gpus, seq_len, global_batch_t
     setup = Setup(model=model, seq_len=int(seq_len), global_batch_seqs=seqs, precision=precision, kind=kind,
                   lora_rank=lora_rank, doc_tokens=doc_tokens, packing=packing, stack=get_stack(stack))
     if parallel is None:
-        return search(setup, gpu, system, fabric, gpus, oversubscription, top=1)[0]
+        return search(setup, gpu, system, fabric, gpus, oversubscription, top=1, hops=hops)[0]
     check_parallel(model, parallel, gpus, system.nvlink_domain_gpus)
-    return evaluate(setup, parallel, gpu, system, fabric, oversubscription)
+    return evaluate(setup, parallel, gpu, system, fabric, oversubscription, hops=hops)
 
 
 def training_time_s(est: TrainingEstimate, tokens: float) -> float:

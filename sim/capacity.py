@@ -119,6 +119,8 @@ def current_value(source, dotted: str):
     """The knob's value in the scenario as written (None when absent)."""
     if isinstance(source, dict):
         data = source
+    elif hasattr(source, "model_dump"):
+        data = source.model_dump(mode="json")
     else:
         from workloads.files import read_yaml
         data = read_yaml(source, "scenario file")

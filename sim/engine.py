@@ -151,7 +151,6 @@ class Reservation:
     node: int = -1
     node_free: int = 0
     extra: int = 0
-    later: set = field(default_factory=set)
 
 
 @dataclass
@@ -279,8 +278,11 @@ class Engine:
         self.by_end = [{} for _ in self.pools] if self.backfill else None
         self.by_prio: dict[int, IndexedSet] | None = {} if self.preemption else None
         self.prio_alloc: dict[int, int] = {}
-        need_nodes = self.preemption or self.failures is not None
+        need_nodes = self.preemption or self.failures is not None or bool(self.fleets)
         self.node_jobs = [[[] for _ in range(p.state.n)] for p in self.pools] if need_nodes else None
+        # backfill: latest expected end of each node's occupants (a value in
+        # the past once they left; recomputed when one leaves early)
+        self.node_end = [[0.0] * p.state.n for p in self.pools] if self.backfill else None
         # scheduling state
         self._next = 0
         self._dirty = True
@@ -502,6 +504,11 @@ class Engine:
         self.demand.change(r.dkey, now, 0, r.gpus)
         if self.by_end is not None:
             self.by_end[p][r.i] = r.end_at
+            ends = self.node_end[p]
+            e = r.end_at
+            for node in nodes:
+                if ends[node] < e:
+                    ends[node] = e
         if r.tiers >= 0:
             self.tier_starts[min(r.tiers, 3)] += 1
         self.counts["started"] += 1
@@ -543,6 +550,11 @@ class Engine:
             nj = self.node_jobs[p]
             for node in r.nodes:
                 nj[node].remove(r.i)
+            if self.node_end is not None and r.end_at > now:
+                # left before its expected end: the nodes' latest end is that of who stays
+                ends, runs = self.node_end[p], self.runs
+                for node in r.nodes:
+                    ends[node] = max((runs[j].end_at for j in nj[node]), default=0.0)
         r.nodes = None
         self._dirty = True
 
@@ -604,7 +616,6 @@ class Engine:
             return Reservation(p, INF)
         k = -(-g // gpn)
         wf = st.whole_free
-        later: set = set()
         for end, j in _by_end(self.by_end[p]):
             v = runs[j]
             per = v.per_node
@@ -615,9 +626,8 @@ class Engine:
                 hyp[node] = f
                 if f == gpn:
                     wf += 1
-                    later.add(node)
             if wf >= k:
-                return Reservation(p, end, False, extra=wf - k, later=later)
+                return Reservation(p, end, False, extra=wf - k)
         return Reservation(p, INF, False)
 
     def _backfill(self, head: Run) -> None:
@@ -674,13 +684,14 @@ class Engine:
                         if ok:
                             res.node_free -= per
                 else:
-                    free = st.free
-                    used = [n for n in nodes if free[n] + per == gpn or n in res.later]
-                    ok = len(used) <= res.extra
+                    # nodes that would be wholly free at the shadow time (no
+                    # occupant runs past it) are the head's: taking one uses
+                    # up one node of the extra
+                    ends = self.node_end[p]
+                    used = sum(1 for n in nodes if ends[n] <= res.shadow)
+                    ok = used <= res.extra
                     if ok:
-                        res.extra -= len(used)
-                        for n in used:
-                            res.later.discard(n)
+                        res.extra -= used
                 if not ok:
                     st.release(nodes, per)
                     continue
@@ -928,6 +939,10 @@ class Engine:
         r.end_at = INF
         r.gen += 1
         self._account_start(r, p, r.alloc, now)
+        if self.node_end is not None:
+            ends = self.node_end[p]
+            for node in nodes:
+                ends[node] = INF
         f.live.append(r.i)
         self._at(w.autoscaler.scale_up_delay, self._on_replica_ready, (r.i, r.gen))
         self.events += 1

@@ -626,7 +626,8 @@ def plot_energy_cost(util: pd.DataFrame, summary: dict) -> Plot:
         d = downsample(util)
         unit, scale = _time_unit(float(d["time_s"].max() - d["time_s"].min()))
         col = str(power_col).lower()
-        div, label = (1e3, "power (kW)") if col.endswith("_w") else (1.0, str(power_col).replace("_", " "))
+        div, label = (1e3, "power (kW)") if col.endswith("_w") else (
+            (1.0, "power (kW)") if col.endswith("_kw") else (1.0, str(power_col).replace("_", " ")))
         ax.plot(d["time_s"] / scale, d[power_col] / div, color="#ff7f0e", lw=1.0)
         ax.set_xlabel(f"time ({unit})")
         ax.set_ylabel(label)
@@ -643,7 +644,8 @@ def plot_energy_cost(util: pd.DataFrame, summary: dict) -> Plot:
         ax.set_axis_off()
     ax = fig.add_subplot(1, 2, 2)
     if cost:
-        ax.barh([k.replace("_usd", "") for k in cost], list(cost.values()), color="#8c564b")
+        ax.barh([k.removeprefix("cost.").replace("_usd", "").replace("_", " ") for k in cost], list(cost.values()),
+                color="#8c564b")
         ax.set_xlabel("USD")
         ax.set_title("cost", fontsize=10)
         ax.tick_params(axis="y", labelsize=8)

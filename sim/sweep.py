@@ -236,12 +236,8 @@ def source_for_workers(source):
         return str(p.resolve())
     if isinstance(source, dict):
         return source
-    if hasattr(source, "model_dump"):
-        data = source.model_dump(mode="json", exclude_none=True)
-        cluster = data.get("cluster") or {}
-        if cluster.get("system") is not None:  # inline cluster: its pools list is derived, drop it
-            cluster.pop("pools", None)
-        return data
+    if hasattr(source, "model_dump"):  # a Scenario pickles whole, base_dir (relative trace paths) included
+        return source
     raise InputError(f"cannot run a {type(source).__name__}", "scenario", "give a file path, a dict or a Scenario")
 
 

@@ -41,17 +41,15 @@ How each row is predicted (the same rules for every row):
 from __future__ import annotations
 
 import csv
-import math
 import re
 import statistics
 from importlib import resources
-from pathlib import Path
 from typing import Optional
 
 from hardware.perf_training import search, typical_system
 from workloads.errors import InputError
 from workloads.models import build_model
-from workloads.training import STACKS, Setup, get_stack, megatron_hw_flops_per_step
+from workloads.training import Setup, get_stack, megatron_hw_flops_per_step
 
 # Whole published runs (restarts, failures, evaluation, checkpointing, batch
 # ramp-up) spend GPU-time outside steady-state steps. Llama 3 (Dubey et al.

@@ -37,8 +37,8 @@ Conventions
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from workloads.errors import InputError
@@ -379,8 +379,7 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
     if setup.attention in ("flash", "flash1"):
         ctx = causal_context(doc)
         flops = 2.0 * T * heads_local * (dk + dv) * ctx
-        ops.append(Op("attention", "attn", flops=flops, m=doc, bwd=2.5, precision=setup.attention,
-                      recompute_selective=True))
+        ops.append(Op("attention", "attn", flops=flops, m=doc, bwd=2.5, precision=setup.attention))
     else:
         # unfused kernels compute the whole s x s score matrix and mask it
         S = setup.seq_len
@@ -453,8 +452,6 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
         act = full - scores - mlp_act_sel
     else:
         act = T * h * a * ACT_BYTES                       # the layer input only
-    if lora:
-        act += 0.0  # adapters' inputs are the base linear inputs, already stored
 
     tp_coll = 2 if t > 1 else 0
     if moe and p.ep > 1 and t > 1:
@@ -513,7 +510,7 @@ def stage_layers(m: ModelSpec, p: ParallelConfig) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=256)
-def _layer_params(m: ModelSpec, moe: bool) -> tuple[float, float]:
+def layer_params(m: ModelSpec, moe: bool) -> tuple[float, float]:
     """(dense, expert) weights of one layer."""
     if moe:
         router = m.hidden * m.experts
@@ -573,10 +570,10 @@ def memory_per_gpu(setup: Setup, p: ParallelConfig, layer_dense: Optional[LayerW
     ep_shard = max(1, p.dp * p.cp * p.tp // (p.ep * etp))
     pd, pe = 0.0, 0.0
     if dense_n:
-        d, e = _layer_params(m, False)
+        d, e = layer_params(m, False)
         pd += dense_n * d / p.tp
     if moe_n:
-        d, e = _layer_params(m, True)
+        d, e = layer_params(m, True)
         pd += moe_n * d / p.tp
         pe += moe_n * e / (p.ep * etp)
     emb = m.vocab * m.hidden / p.tp
@@ -595,7 +592,7 @@ def memory_per_gpu(setup: Setup, p: ParallelConfig, layer_dense: Optional[LayerW
         if p.zero >= 3:
             w = (dense_params / dp_shard + expert_params / ep_shard) * WEIGHT_BYTES
             # two layers gathered at a time (the current one and the prefetched next)
-            dl, el = _layer_params(m, moe_n > 0)
+            dl, el = layer_params(m, moe_n > 0)
             w += 2.0 * (dl / p.tp + el / (p.ep * etp)) * WEIGHT_BYTES
         gdiv = (dp_shard, ep_shard) if p.zero >= 2 else (1, 1)
         g = (dense_params / gdiv[0] + expert_params / gdiv[1]) * GRAD_BYTES
@@ -634,6 +631,3 @@ def memory_per_gpu(setup: Setup, p: ParallelConfig, layer_dense: Optional[LayerW
     return Memory(weights=vals[0], gradients=vals[1], optimizer=vals[2], activations=vals[3],
                   logits=vals[4], reserved=reserved, stage=stage)
 
-
-def with_defaults(p: ParallelConfig, **changes) -> ParallelConfig:
-    return replace(p, **changes)

@@ -9,8 +9,7 @@ from hardware.perf_training import evaluate, search, training_time_s, typical_sy
 from sim.catalogs import load_catalogs
 from workloads.errors import InputError
 from workloads.models import build_model
-from workloads.training import (KINDS, RECOMPUTE, STACKS, ParallelConfig, Setup, check_parallel, get_stack,
-                                micro_batches)
+from workloads.training import KINDS, RECOMPUTE, STACKS, ParallelConfig, Setup, check_parallel, get_stack
 from workloads.units import format_duration, parse_count, positive
 
 NAME = "train-estimate"

@@ -36,10 +36,10 @@ def run(args) -> int:
         print(json.dumps({"training": train, "serving": serve, "summary": summary}))
         return 0
     rows = train + serve
-    head = f"{'family':9s} {'model':13s} {'gpu':10s} {'gpus':>6s} {'metric':20s} {'published':>12s} {'predicted':>12s} {'error':>7s}  source"
+    head = f"{'family':9s} {'model':16s} {'gpu':10s} {'gpus':>6s} {'metric':20s} {'published':>12s} {'predicted':>12s} {'error':>7s}  source"
     print(head)
     for r in rows:
-        print(f"{r['family']:9s} {r['model'][:13]:13s} {r['gpu'][:10]:10s} {r['gpus']:6d} {r['metric'][:20]:20s} "
+        print(f"{r['family']:9s} {r['model'][:16]:16s} {r['gpu'][:10]:10s} {r['gpus']:6d} {r['metric'][:20]:20s} "
               f"{_fmt(r['published']):>12s} {_fmt(r['predicted']):>12s} {r['error'] * 100:+6.1f}%  {r['source']}")
     print()
     for fam in ("training", "serving", "all"):
