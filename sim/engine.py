@@ -367,11 +367,19 @@ class Engine:
     def _on_arrival(self, ev) -> None:
         now = self.env.now
         runs, k, n = self.runs, self._next, self.n_jobs
+        q = self.queue
+        direct = self.policy != "fair-share"
         while k < n and runs[k].job.submit_s <= now:
             r = runs[k]
             k += 1
             if r.deps:
                 r.state = WAITING
+            elif direct and not len(q):
+                # an empty queue: the new job is the head; start it if it fits
+                self._submit(r, now, enqueue=False)
+                if not self._place_now(r):
+                    q.push(r)
+                    self._new.append(r)
             else:
                 self._submit(r, now)
             c = r.job.cancel_s
@@ -382,16 +390,27 @@ class Engine:
             self._at(runs[k].job.submit_s - now, self._on_arrival)
         self._schedule()
 
-    def _submit(self, r: Run, now: float) -> None:
+    def _submit(self, r: Run, now: float, enqueue: bool = True) -> None:
         r.state = QUEUED
         r.submit_s = now
-        self.queue.push(r)
         self.queued_jobs += 1
         self.queued_gpus += r.gpus
         self.demand.change(r.dkey, now, r.gpus, 0)
         self.counts["submitted"] += 1
         self.events += 1
-        self._new.append(r)
+        if enqueue:
+            self.queue.push(r)
+            self._new.append(r)
+
+    def _place_now(self, r: Run) -> bool:
+        """Start a job that is not in the queue, if it fits now."""
+        for p in r.pools:
+            st = self.pools[p].state
+            if st.fits(r.gpus):
+                nodes, per = st.allocate(r.gpus, self.topology)
+                self._start(r, p, nodes, per)
+                return True
+        return False
 
     def _on_cancel(self, ev) -> None:
         r = self.runs[ev._value]
@@ -480,7 +499,11 @@ class Engine:
     def _start(self, r: Run, p: int, nodes: tuple, per: int, D: float | None = None) -> None:
         now = self.env.now
         if D is None:
-            D = self._duration(r, p, nodes)
+            if r.job.duration_s is not None:
+                D = r.job.duration_s
+                r.tiers = self.pools[p].state.tiers(nodes) if len(nodes) > 1 else 0
+            else:
+                D = self._duration(r, p, nodes)
         wall = self._wall(r, D)
         a = len(nodes) * per
         r.pool = p

@@ -274,8 +274,8 @@ def build_summary(sim, jobs: pd.DataFrame, util: pd.DataFrame, demand: pd.DataFr
     laws = {}
     for fam, law in LAW_OF_FAMILY.items():
         if fam in s and isinstance(s[fam], dict):
-            laws[law] = {"gpu_hours_demanded": s[fam]["gpu_hours_demanded"],
-                         "gpu_hours_served": s[fam]["gpu_hours_served"]}
+            laws[law] = {"gpu_hours_demanded": s[fam].get("gpu_hours_demanded", 0.0),
+                         "gpu_hours_served": s[fam].get("gpu_hours_served", 0.0)}
     if laws:
         s["laws"] = laws
     return s

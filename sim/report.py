@@ -249,6 +249,9 @@ def plot_utilization(util: pd.DataFrame, families: list[str]) -> Plot:
                     "no utilization samples in this run")
     fam_cols = family_columns(util, families)
     fam_cols = {f: fam_cols[f] for f in sorted(fam_cols, key=families.index)}
+    if not fam_cols and "gpus_allocated" not in util and "gpus_total" not in util:
+        msg = "no GPU counts in the utilization samples"
+        return Plot("utilization", title, _message_png(msg), msg)
     d = downsample(util)
     span = float(d["time_s"].max() - d["time_s"].min()) if len(d) else 0.0
     unit, scale = _time_unit(span)
@@ -265,7 +268,8 @@ def plot_utilization(util: pd.DataFrame, families: list[str]) -> Plot:
         ax.plot(t, d["gpus_total"], color="black", lw=1.2, label="GPUs in service")
     ax.set_xlabel(f"time ({unit})")
     ax.set_ylabel("GPUs")
-    top = max([float(np.nanmax(d[c])) for c in ("gpus_total", "gpus_allocated") if c in d and len(d)] + [1.0])
+    top = max([float(np.nanmax(d[c])) for c in ("gpus_total", "gpus_allocated") if c in d and len(d)]
+              + [float(np.nansum([d[c].max() for c in fam_cols.values()])) if fam_cols else 0.0, 1.0])
     ax.set_ylim(0, top * 1.15)  # room for the legend above the curves
     ax.margins(x=0)
     ax.grid(alpha=0.3)
@@ -508,11 +512,15 @@ def plot_inference(requests: pd.DataFrame, summary: dict, scenario, demand: pd.D
     ax = fig.add_subplot(1, 2, 2)
     slo = _slo_targets(scenario)
     att = _num(inf.get("slo_attainment"))
-    if have_req and "arrival_s" in requests and slo and "ttft_s" in requests:
+    has_flag = have_req and "slo_met" in requests
+    if have_req and "arrival_s" in requests and (has_flag or (slo and "ttft_s" in requests)):
         r = requests
-        ok = pd.to_numeric(r["ttft_s"], errors="coerce") <= slo[0]
-        if "tpot_s" in r:
-            ok &= pd.to_numeric(r["tpot_s"], errors="coerce").fillna(0.0) <= slo[1]
+        if has_flag:  # each request's own verdict (workloads may have different SLOs)
+            ok = r["slo_met"].astype(str).str.lower().isin(("true", "1", "1.0"))
+        else:
+            ok = pd.to_numeric(r["ttft_s"], errors="coerce") <= slo[0]
+            if "tpot_s" in r:
+                ok &= pd.to_numeric(r["tpot_s"], errors="coerce").fillna(0.0) <= slo[1]
         t = pd.to_numeric(r["arrival_s"], errors="coerce")
         nb = int(min(60, max(5, len(r) // 50)))
         unit, scale = _time_unit(float(t.max() - t.min()) if len(t) else 0.0)
@@ -524,7 +532,7 @@ def plot_inference(requests: pd.DataFrame, summary: dict, scenario, demand: pd.D
         ax.set_ylabel("requests meeting the SLO")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.set_title(f"SLO attainment (TTFT <= {slo[0]:g} s, TPOT <= {slo[1]:g} s)", fontsize=10)
+        ax.set_title("SLO attainment" + (f" (TTFT <= {slo[0]:g} s, TPOT <= {slo[1]:g} s)" if slo else ""), fontsize=10)
         if att is None:
             rows.insert(0, ("slo_attainment", fmt(float(ok.mean()), "slo_attainment")))
     elif att is not None:
@@ -906,3 +914,63 @@ def load_outputs(folder) -> Outputs:
             break
     return Outputs(folder, summary, _read_table(folder, "jobs"), _read_table(folder, "utilization"),
                    _read_table(folder, "demand"), _read_table(folder, "requests"), scenario, text)
+
+
+# ------------------------------------------------------------------- sweeps
+SWEEP_METRICS = ("utilization_allocated", "wait_mean_s", "jobs.wait_p95_s", "inference.slo_attainment",
+                 "energy_kwh", "cost.total_usd")
+
+
+def plot_sweep(table: pd.DataFrame, keys: list[str]) -> bytes | None:
+    """Headline metrics against the first swept key, one line per
+    combination of the other keys; None when there is nothing to draw."""
+    metrics = [m for m in SWEEP_METRICS if m in table and pd.to_numeric(table[m], errors="coerce").notna().any()]
+    if not keys or not metrics or len(table) < 2:
+        return None
+    x_key, others = keys[0], keys[1:]
+    numeric_x = pd.api.types.is_numeric_dtype(table[x_key])
+    cats = list(dict.fromkeys(table[x_key].astype(str))) if not numeric_x else None
+    ncols = min(3, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig = Figure(figsize=(FIGSIZE[0], 2.8 * nrows))
+    groups = list(table.groupby(others, sort=False)) if others else [((), table)]
+    for i, m in enumerate(metrics):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        for j, (label, g) in enumerate(groups[:10]):
+            g = g.sort_values(x_key) if numeric_x else g
+            x = g[x_key] if numeric_x else [cats.index(str(v)) for v in g[x_key]]
+            name = ", ".join(f"{k}={v}" for k, v in zip(others, label if isinstance(label, tuple) else (label,)))
+            ax.plot(x, pd.to_numeric(g[m], errors="coerce"), marker="o", ms=3, lw=1.2,
+                    color=_EXTRA_COLORS[j % len(_EXTRA_COLORS)] if j else "#1f77b4", label=name or None)
+        if not numeric_x:
+            ax.set_xticks(range(len(cats)), cats, fontsize=7)
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel(x_key, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if i == 0 and others:
+            ax.legend(fontsize=6, frameon=False)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+def write_sweep_report(table: pd.DataFrame, keys: list[str], folder) -> Path | None:
+    """sweep.png and sweep.html (the plot and the table) into folder."""
+    png = plot_sweep(table, keys)
+    if png is None:
+        return None
+    folder = Path(folder)
+    _write_atomic(folder / "sweep.png", png)
+    shown = ["point"] + list(keys) + [m for m in SWEEP_METRICS if m in table] + (["folder"] if "folder" in table else [])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in shown)
+    body = "".join("<tr>" + "".join(
+        (f"<td><a href='{html.escape(str(r[c]))}/report.html'>{html.escape(str(r[c]))}</a></td>" if c == "folder"
+         else f"<td class='n'>{fmt(r[c], c)}</td>") for c in shown) + "</tr>" for _, r in table.iterrows())
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>gpusim sweep</title>"
+            f"<style>{_CSS}</style></head><body><h1>gpusim sweep: {len(table)} points</h1>"
+            f"<img src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}' alt='sweep'>"
+            f"<h2>Points</h2><table><tr>{head}</tr>{body}</table>"
+            f"<p class='sub'>every metric of every point: sweep.csv</p></body></html>\n")
+    path = folder / "sweep.html"
+    _write_atomic(path, page.encode("utf-8"))
+    return path

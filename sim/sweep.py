@@ -4,7 +4,8 @@
 "backfill"]}, outdir)`` runs every combination, saves each point's outputs
 in its own subfolder of ``outdir`` and writes ``outdir/sweep.csv``: one row
 per point, the swept keys as columns named by their dotted path, then the
-point's metrics. Every point runs with the scenario's own seed (sweep
+point's metrics; and ``sweep.html`` / ``sweep.png``, the headline metrics
+against the first swept key. Every point runs with the scenario's own seed (sweep
 ``seed`` itself for replications), so a point gives the same numbers on
 every backend and every run.
 
@@ -454,4 +455,6 @@ def sweep(source, sets: dict[str, list], outdir, backend: str = "local", workers
     results = run_tasks(tasks, backend, workers, address, progress, fn=runner or run_point)
     df = table(points, results, names if save else None)
     _write_csv(df, outdir / "sweep.csv")
+    from sim.report import write_sweep_report
+    write_sweep_report(df, list(sets), outdir)
     return df

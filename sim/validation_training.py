@@ -94,8 +94,9 @@ def _tokens(row: dict, where: str) -> float:
 
 def _model(row: dict, catalogs, where: str):
     name = (row.get("model") or "").strip() or "model"
-    if all(not (row.get(k) or "").strip() for k in _ARCH) and name in catalogs.models:
-        return catalogs.models.get(name, where)
+    base = catalogs.models.get(name, where) if name in catalogs.models else None
+    if all(not (row.get(k) or "").strip() for k in _ARCH + _MOE) and base is not None:
+        return base
     fields = {}
     for k in _ARCH + _MOE:
         v = _num(row, k, where, int)
@@ -104,12 +105,14 @@ def _model(row: dict, catalogs, where: str):
     gated = (row.get("gated") or "").strip().lower()
     if gated:
         fields["gated"] = gated in ("true", "1", "yes")
-    else:
+    elif base is None:
         fields["gated"] = fields.get("ffn") != 4 * fields.get("hidden", 0)
     seq = _num(row, "seq_len", where, int)
-    if seq:
+    if seq and (base is None or seq > base.max_seq):
         fields["max_seq"] = seq
-    return build_model(name, fields, None, where)
+    # a catalog model named by the row keeps what the columns do not say
+    # (experts, MLA, gating, ...); the columns override the rest
+    return build_model(name, fields, base, where)
 
 
 def predict_row(row: dict, catalogs, where: str) -> dict:
@@ -132,7 +135,7 @@ def predict_row(row: dict, catalogs, where: str) -> dict:
     setup = Setup(model=model, seq_len=seq, global_batch_seqs=seqs, precision=precision,
                   stack=get_stack(stack_name, where))
     fixed = {}
-    for k in ("tp", "pp", "dp", "cp", "ep", "micro_batch", "zero"):
+    for k in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero"):
         v = _num(row, k, where, int)
         if v is not None:
             fixed[k] = v

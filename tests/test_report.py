@@ -122,6 +122,23 @@ def test_run_without_inference_says_no_inference(tmp_path):
     assert "<img" in util
 
 
+def _drop(r, table, cols):
+    setattr(r, table, getattr(r, table).drop(columns=cols))
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda r: (_drop(r, "jobs", ["family", "start_s"]), _drop(r, "demand", ["gpu_hours_served", "family"])),
+    lambda r: (setattr(r, "utilization", r.utilization[["time_s"]]), _drop(r, "requests", ["arrival_s", "ttft_s"])),
+    lambda r: (_drop(r, "utilization", ["time_s"]),
+               r.summary.update({"inference": "n/a", "laws": [1, 2], "cost": None, "energy_kwh": "lots"})),
+])
+def test_partial_tables_still_render(mutate, tmp_path):
+    r = synthetic(days=1, n_jobs=8, n_req=50)
+    mutate(r)
+    html = rp.write_report(r, tmp_path).read_text()
+    assert html.count("<section") == len(rp.PLOTS) + 2
+
+
 def test_year_of_minute_samples_renders_in_seconds(tmp_path):
     r = synthetic(days=365, sample_s=60, n_jobs=20000, n_req=100000)
     assert len(r.utilization) == 525600
@@ -267,3 +284,10 @@ def test_report_of_a_real_run(tmp_path):
     if CHROMIUM:
         n, broken = browser_image_counts(folder / "report.html", tmp_path)
         assert n == len(embedded_images(html)) and broken == 0
+
+
+def test_slo_attainment_from_each_requests_verdict():
+    req = pd.DataFrame({"arrival_s": np.arange(200.0), "ttft_s": 0.1, "tpot_s": 0.01,
+                        "slo_met": [False] * 50 + [True] * 150})
+    p = rp.plot_inference(req, {}, None)
+    assert p.empty is None and ("slo_attainment", "75.0%") in p.table

@@ -115,6 +115,22 @@ def test_sweep_writes_one_row_and_one_folder_per_point(tmp_path):
     for f, nodes in zip(folders, csv["cluster.nodes"]):
         assert json.loads((tmp_path / f / "summary.json").read_text())["nodes"] == nodes
     pd.testing.assert_frame_equal(df, csv, check_dtype=False)  # the returned table is the file
+    # the picture: headline metrics against the first swept key, linked to each point's report
+    assert (tmp_path / "sweep.png").read_bytes().startswith(b"\x89PNG")
+    page = (tmp_path / "sweep.html").read_text()
+    assert "data:image/png;base64," in page and f"href='{folders[0]}/report.html'" in page
+
+
+def failing_point(source, overrides, folder, save):
+    if overrides["cluster.nodes"] == 1:
+        return {"error": "the job asks for 16 GPUs but the largest pool it may use has 8"}
+    return {"wait_mean_s": 1.0}
+
+
+def test_points_that_fail_keep_their_row_with_the_error(tmp_path):
+    df = sw.sweep(SCENARIO, {"cluster.nodes": [1, 2]}, tmp_path, workers=1, runner=failing_point)
+    assert list(df["error"].fillna("")) == ["the job asks for 16 GPUs but the largest pool it may use has 8", ""]
+    assert math.isnan(df["wait_mean_s"].iloc[0]) and df["wait_mean_s"].iloc[1] == 1.0
 
 
 def test_sweep_stops_on_bad_keys_before_running(tmp_path):
@@ -131,6 +147,8 @@ def test_unknown_backend_and_bad_workers(tmp_path):
         sw.run_tasks([(1,)], backend="spark")
     with pytest.raises(InputError, match="workers"):
         sw.run_tasks([(1,)], workers=0)
+    with pytest.raises(InputError, match="--address is for the ray and dask"):
+        sw.run_tasks([(1,)], address="tcp://127.0.0.1:8786")
 
 
 def test_folder_names_are_safe():

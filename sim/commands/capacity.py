@@ -7,7 +7,6 @@ doubling from the scenario's own value until the targets are met.
 from __future__ import annotations
 
 import json
-import sys
 
 from sim.commands.sweep import add_backend_arguments, format_table, jsonable
 from workloads.errors import InputError

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 from workloads.errors import InputError
 
@@ -69,6 +70,8 @@ def cell(value, key: str = "") -> str:
 
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
     if isinstance(value, float) and math.isnan(value):
         return "-"
     if key.endswith("_s") and isinstance(value, (int, float)) and abs(value) >= 60:
@@ -102,6 +105,5 @@ def run(args) -> int:
         print(format_table(rows, cols))
         print(f"wrote {csv} ({len(rows)} point{'s' if len(rows) != 1 else ''})")
     for r in errors:
-        import sys
         print(f"error: point {r['point']}: {r['error']}", file=sys.stderr)
     return 2 if errors else 0
