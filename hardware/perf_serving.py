@@ -4,7 +4,12 @@ throughput/latency a replica delivers offline or under latency SLOs.
 
 The same functions feed ``gpusim serve-estimate``, the request-level
 simulator (one ``iteration_time`` call per engine iteration) and the fleet
-mode of the cluster engine (``replicas_needed``), so they are cached and cheap.
+mode of the cluster engine (``replicas_needed``), so they are cached and cheap:
+everything about a configuration that does not depend on the iteration's
+token counts (weights, per-token FLOP and byte coefficients, per-layer
+costs) is computed once into a replica profile kept on the ServingConfig,
+and an iteration is a closed form over it (~2-6 us per call; collective
+times are memoised by token count).
 
 API
 ---
@@ -47,7 +52,8 @@ plus collectives and a per-iteration overhead:
   token's KV at HBM bw x ATTENTION_HBM_EFFICIENCY against its FLOPs (MLA
   decodes with absorbed projections over the whole latent).
 - Tensor parallel: two all-reduces per layer of tokens x hidden x 2 bytes
-  (hardware.collectives on NVLink, with in-switch reduction). Experts over ep
+  (hardware.collectives on NVLink, with in-switch reduction), each plus the
+  engine's fixed cost per collective (TP_COLLECTIVE_OVERHEAD_S). Experts over ep
   of the tp GPUs need no dispatch: every GPU holds every token and the MLP
   all-reduce sums the experts' outputs.
 - Attention data parallel (opt-in): each GPU runs attention for its own
@@ -56,8 +62,14 @@ plus collectives and a per-iteration overhead:
   the pace (ATTENTION_DP_BALANCE, and a prompt chunk is never split).
 - Pipeline parallel: the iteration is split into pp micro-batches that fill
   the pipeline; each GPU reads its stage's weights once per micro-batch.
-- ITERATION_OVERHEAD_S + PER_SEQUENCE_OVERHEAD_S x sequences: scheduling,
-  sampling and launch gaps.
+- Element-wise kernels outside the GEMMs (residual adds, RMSNorms,
+  quantisation, gated activation): ELEMENTWISE_HIDDEN_PASSES over the
+  hidden size on every GPU of the tensor-parallel group (the residual stream
+  is replicated, so this does not shrink with tp) and
+  ELEMENTWISE_INNER_PASSES over each GPU's slice of the dense MLP.
+- LAYER_OVERHEAD_S per layer per micro-batch (kernel boundaries inside the
+  CUDA graph), ITERATION_OVERHEAD_S + PER_SEQUENCE_OVERHEAD_S x sequences
+  per iteration (scheduling, sampling, host-device synchronisation).
 
 Offline throughput (all requests queued, as trtllm-bench and MLPerf offline
 measure it) is the steady state of continuous batching: B sequences decode,
@@ -90,10 +102,12 @@ decode. Memory-bound kernels reach ~90% of peak on H100 (copy kernels
 ~3.0 of 3.35 TB/s, NVIDIA Hopper tuning guide); TensorRT-LLM low-batch
 decode GEMV/GEMM kernels are reported at 80-90%."""
 
-ATTENTION_HBM_EFFICIENCY = 0.70
+ATTENTION_HBM_EFFICIENCY = 0.75
 """Fraction of HBM bandwidth decode attention reaches reading a paged KV
 cache (FlashInfer and TensorRT-LLM XQA report 70-80% of peak for long
-contexts; short pages and many small sequences keep it below streaming GEMMs)."""
+contexts, 0.75 the middle; short pages and many small sequences keep it
+below streaming GEMMs). Kernel gaps and the norms around attention are
+counted apart (LAYER_OVERHEAD_S, ELEMENTWISE_HIDDEN_PASSES)."""
 
 GEMM_EFFICIENCY = {"bf16": 0.70, "fp16": 0.70, "fp8": 0.62, "fp6": 0.45, "fp4": 0.40, "int8": 0.62}
 """Fraction of dense tensor-core peak that inference GEMMs reach, per
@@ -118,7 +132,8 @@ causal) reaches: FA3 reports 500-740 TFLOP/s of 989 on H100 for head dim
 
 ITERATION_OVERHEAD_S = 1.5e-3
 """Per engine iteration: scheduling, sampling, host-device synchronisation
-and launch gaps that CUDA graphs do not hide. vLLM's v0.6 performance notes
+and the gap between one iteration's graph and the next (the kernel gaps
+inside the forward pass are LAYER_OVERHEAD_S). vLLM's v0.6 performance notes
 measured 1-4 ms of CPU work per step at large batch before overlapping it;
 TensorRT-LLM's C++ executor profiles show ~1-2 ms between decode steps."""
 
@@ -126,6 +141,43 @@ PER_SEQUENCE_OVERHEAD_S = 1.0e-6
 """Host time per sequence per iteration (batch bookkeeping, sampling
 metadata, detokenisation hand-off): ~1 us per request in TensorRT-LLM's
 C++ executor."""
+
+ELEMENTWISE_HIDDEN_PASSES = 7.0
+"""BF16 passes over a hidden-sized activation per token per layer made by
+kernels outside the GEMMs, on every GPU of the tensor-parallel group (the
+residual stream is not split): the two fused (all-reduce +) residual-add +
+RMSNorm (+ quantise) kernels of a layer each read the block output and the
+residual and write the residual and the normalised input, 2 + 2 + 2 + 1
+bytes per element with an FP8 output, 14 bytes = 7 BF16 passes per layer
+(TensorRT-LLM's fused AllReduce/RMSNorm kernels; vLLM's fused_add_rms_norm).
+With tensor parallelism these bytes do not shrink while the weights and
+FLOPs per GPU do (Llama 3.1 405B at tp 8: 29 MB per token on every GPU,
+~5% of a decode step at batch 600 on H200; Llama 3 8B at tp 1: 1.8 MB)."""
+
+ELEMENTWISE_INNER_PASSES = 2.5
+"""BF16 passes over a dense MLP's tensor-split inner activation per token per
+layer: the gated activation (SiLU(gate) x up, quantised for the down GEMM)
+reads both halves and writes the product, 2 + 2 + 1 bytes = 2.5 passes.
+Routed experts count theirs in MOE_INNER_PASSES."""
+
+LAYER_OVERHEAD_S = 12e-6
+"""Per layer per micro-batch: the ~8 kernel boundaries of a transformer layer
+(two norms, QKV, attention, output projection, gate/up, activation, down)
+inside a CUDA graph cost ~1.5 us each in launch latency and in the drain and
+ramp of partial waves (NVIDIA 'Getting Started with CUDA Graphs': ~1-2 us
+per kernel node once launched as a graph). 1.5 ms over Llama 3.1 405B's 126
+layers; the fixed per-iteration host work is ITERATION_OVERHEAD_S."""
+
+TP_COLLECTIVE_OVERHEAD_S = 8e-6
+"""Fixed cost per tensor-parallel collective on top of the alpha-beta time of
+hardware.collectives (whose NVLink step latency gives ~4 us for a small
+8-GPU all-reduce): the cross-GPU barrier of the engine's all-reduce kernel
+and its serial residual/norm epilogue. Small all-reduces measure ~10-20 us
+at 8 GPUs (nccl-tests all_reduce_perf on DGX H100; TensorRT-LLM's one-shot
+all-reduce ~8-12 us), i.e. ~8 us more. Llama 3.1 405B at batch 1 decode:
+252 all-reduces per step, ~2 ms of a ~19 ms step on 8 x H200, near the
+~50 tokens/s/user NVIDIA published for that setup at batch 1 (technical
+blog on Llama 3.1 405B with Model Optimizer FP8, Aug 2024)."""
 
 ROOFLINE_SHARPNESS = 2.0
 """How a kernel's memory and compute times combine: (m^p + c^p)^(1/p). A
@@ -279,7 +331,17 @@ class ServingConfig:
         self.gpu.peak_flops(self.precision)  # InputError if the GPU has no such tensor cores
 
     def __hash__(self):
-        return hash(_key(self))
+        # computed once: every cached function of a config hashes it per call
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(_key(self))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self):
+        # the cached hash (string hashes differ between processes) and the
+        # replica profile stay behind when a config is pickled or copied
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     @property
     def kv_prec(self) -> str:
@@ -426,41 +488,13 @@ def memory_plan(cfg: ServingConfig) -> MemoryPlan:
 
 
 # ---------------------------------------------------------------------------
-# Time of one iteration
+# Time of one iteration: a per-configuration profile, then a closed form
 # ---------------------------------------------------------------------------
 @lru_cache(maxsize=4096)
 def _levels(cfg: ServingConfig, group: int, stride: int = 1) -> tuple[Level, ...]:
     if group <= 1:
         return ()
     return tuple(levels_for_group(cfg.system, cfg.fabric, cfg.gpu, group, stride=stride))
-
-
-def _comm_time(cfg: ServingConfig, tokens: float) -> float:
-    """Collectives of one micro-batch of `tokens` tokens through one stage."""
-    m = cfg.model
-    if cfg.tp <= 1:
-        return 0.0
-    layers = m.layers / cfg.pp
-    moe_layers = m.moe_layers / cfg.pp
-    dense_layers = layers - moe_layers
-    lv = _levels(cfg, cfg.tp)
-    act = tokens * m.hidden * ACTIVATION_BYTES
-    if not cfg.attention_dp:
-        # attention output and MLP output all-reduced in every layer; with
-        # experts spread over ep of the GPUs every GPU already holds every
-        # token, runs its own experts on the tokens routed to them, and the
-        # MLP all-reduce sums the experts' outputs: no dispatch needed
-        return 2 * layers * collective_time("all_reduce", act, lv, in_network=True)
-    # attention data parallel: each GPU holds tokens/tp; dense MLPs gather
-    # the tokens and scatter the results; MoE layers dispatch and combine.
-    local = tokens / cfg.tp
-    t = dense_layers * (collective_time("all_gather", act, lv) + collective_time("reduce_scatter", act, lv))
-    if m.is_moe:
-        # every GPU gathers all tokens (quantised) for its experts and the
-        # partial outputs are reduce-scattered back (BF16)
-        disp = tokens * m.hidden * DISPATCH_BYTES.get(cfg.precision, ACTIVATION_BYTES)
-        t += moe_layers * (collective_time("all_gather", disp, lv) + collective_time("reduce_scatter", act, lv))
-    return t
 
 
 def _decode_attention_flops(m: ModelSpec) -> float:
@@ -488,103 +522,181 @@ def _expert_fraction(m: ModelSpec, tokens: float) -> float:
     return 1.0 - (1.0 - m.active_experts / m.experts) ** tokens
 
 
-def _stage(cfg: ServingConfig, prefill_tokens: float, prefill_attn_ctx: float, decode_seqs: float,
-           decode_kv_tokens: float, logit_tokens: float, busiest_prefill: float) -> dict:
-    """Seconds per part for one micro-batch through one pipeline stage.
+_MEMO_LIMIT = 65536
+"""Entries a profile keeps of collective times by token count before it
+starts over (the request simulator asks for a few thousand distinct counts)."""
 
-    Token counts are for the micro-batch over the whole tensor-parallel
-    group; prefill_attn_ctx is the sum over prefill tokens of the context
-    each attends to; busiest_prefill is the prefill tokens of the busiest
-    attention group (attention DP)."""
-    m = cfg.model
-    gpu = cfg.gpu
-    tp, pp = cfg.tp, cfg.pp
-    tokens = prefill_tokens + decode_seqs
-    hbm = gpu.hbm_bw_Bps
-    peak = gpu.peak_flops(cfg.precision) * GEMM_EFFICIENCY[cfg.precision]
-    w = _weights(cfg)
-    layers = m.layers / pp
-    # tokens each GPU's attention-side work sees
-    if cfg.attention_dp:
-        # the busiest attention group sets the pace: at least the mean over
-        # the balance ratio, at least a whole prompt chunk plus its decodes
-        attn_tokens = max(tokens / tp / ATTENTION_DP_BALANCE, busiest_prefill + decode_seqs / tp)
-        attn_share = attn_tokens / max(tokens, 1e-30)   # fraction of the whole attention work on the busiest GPU
+
+class _Profile:
+    """Everything about one replica configuration that does not depend on the
+    iteration's token counts, computed once per ServingConfig: per-token and
+    per-layer coefficients (seconds per token on the busiest GPU of one
+    pipeline stage, for one micro-batch) so that an iteration is a closed
+    form in its token counts. Collective times, which hardware.collectives
+    prices by message size, are memoised by token count."""
+    __slots__ = ("cfg", "tp", "pp", "mb", "groups", "adp", "moe", "inv_tp", "dense_mem", "attn_proj", "dense_tok",
+                 "head_tok", "routed_tok", "moe_peak", "moe_mem", "moe_miss", "moe_act_tok", "kv_mem_tok",
+                 "kv_cmp_tok", "pre_unit", "ew_hidden", "ew_inner", "layer_s", "p2p_memo", "comm_memo",
+                 "act_bytes", "disp_bytes", "layers", "moe_layers", "dense_layers", "lv_tp", "lv_pp")
+
+    def __init__(self, cfg: ServingConfig):
+        m, gpu = cfg.model, cfg.gpu
+        tp, pp = cfg.tp, cfg.pp
+        self.cfg, self.tp, self.pp, self.mb, self.groups = cfg, tp, pp, 1.0 / pp, cfg.groups
+        self.adp, self.moe, self.inv_tp = cfg.attention_dp, m.is_moe, 1.0 / tp
+        hbm = gpu.hbm_bw_Bps
+        peak = gpu.peak_flops(cfg.precision) * GEMM_EFFICIENCY[cfg.precision]
+        bf16 = gpu.peak_flops(PREFILL_ATTENTION_PRECISION) * ATTENTION_EFFICIENCY
+        w = _weights(cfg)
+        layers = m.layers / pp
+        moe_layers = m.moe_layers / pp
+        dense_layers = layers - moe_layers
+        self.layers, self.moe_layers, self.dense_layers = layers, moe_layers, dense_layers
+        # dense GEMMs: weights streamed once per micro-batch; FLOPs per token
+        self.dense_mem = (w.attention + w.dense + w.head) / (hbm * HBM_EFFICIENCY)
+        dense_mlp = (m.layers - m.moe_layers) * m.dense_mlp_params + m.moe_layers * m.shared_experts * m.expert_params
+        self.attn_proj = 2.0 * layers * m.attn_params / peak           # per attention token on this GPU
+        self.dense_tok = 2.0 * dense_mlp / pp / tp / peak               # per token of the micro-batch
+        self.head_tok = 2.0 * m.vocab * m.hidden / pp / peak            # per logit token x this GPU's share
+        # routed experts
+        if m.is_moe:
+            imbalance = MOE_IMBALANCE if cfg.ep > 1 else 1.0
+            narrow = min(1.0, m.efn / (tp // cfg.ep) / EXPERT_SLICE_MIN_COLUMNS)
+            self.routed_tok = 2.0 * moe_layers * m.active_experts * m.expert_params / tp * imbalance / (
+                peak * MOE_GEMM_EFFICIENCY * narrow)
+            self.moe_mem = w.experts / (hbm * HBM_EFFICIENCY * MOE_GEMM_EFFICIENCY)
+            self.moe_miss = 1.0 - m.active_experts / m.experts
+            self.moe_act_tok = moe_layers * m.active_experts / tp * imbalance * (
+                m.hidden * MOE_HIDDEN_PASSES + m.efn * MOE_INNER_PASSES) * ACTIVATION_BYTES / (hbm * HBM_EFFICIENCY)
+        else:
+            self.routed_tok = self.moe_mem = self.moe_miss = self.moe_act_tok = 0.0
+        # attention: decoding sequences spread evenly over the attention groups
+        kv_share = 1.0 / tp / (ATTENTION_DP_BALANCE if cfg.attention_dp else 1.0)
+        kv_token = m.kv_bytes_per_token(_bytes(cfg.kv_prec)) / pp * _kv_replication(cfg) * kv_share
+        self.kv_mem_tok = kv_token / (hbm * ATTENTION_HBM_EFFICIENCY)
+        self.kv_cmp_tok = _decode_attention_flops(m) / pp * kv_share / bf16
+        self.pre_unit = m.attention_flops_per_token(1.0) / pp / bf16    # per (query x context) token, whole group
+        # element-wise kernels outside the GEMMs: residual stream and norms on
+        # every GPU of the tensor-parallel group, gated activation on its slice
+        self.ew_hidden = layers * m.hidden * ELEMENTWISE_HIDDEN_PASSES * ACTIVATION_BYTES / (hbm * HBM_EFFICIENCY)
+        inner = (dense_layers * m.ffn + moe_layers * m.shared_experts * m.efn) / tp
+        self.ew_inner = inner * ELEMENTWISE_INNER_PASSES * ACTIVATION_BYTES / (hbm * HBM_EFFICIENCY)
+        self.layer_s = layers * LAYER_OVERHEAD_S
+        # collectives, memoised by token count
+        self.act_bytes = m.hidden * ACTIVATION_BYTES
+        self.disp_bytes = m.hidden * DISPATCH_BYTES.get(cfg.precision, ACTIVATION_BYTES)
+        self.lv_tp = _levels(cfg, tp) if tp > 1 else ()
+        self.lv_pp = _levels(cfg, pp, tp) if pp > 1 else ()
+        self.comm_memo: dict = {}
+        self.p2p_memo: dict = {}
+
+    def comm(self, tokens: float) -> float:
+        """Collectives of one micro-batch of `tokens` tokens through one stage."""
+        t = self.comm_memo.get(tokens)
+        if t is None:
+            if len(self.comm_memo) >= _MEMO_LIMIT:
+                self.comm_memo.clear()
+            t = self.comm_memo[tokens] = self._comm(tokens)
+        return t
+
+    def _comm(self, tokens: float) -> float:
+        if self.tp <= 1 or tokens <= 0:
+            return 0.0
+        lv = self.lv_tp
+        act = tokens * self.act_bytes
+        if not self.adp:
+            # attention output and MLP output all-reduced in every layer; with
+            # experts spread over ep of the GPUs every GPU already holds every
+            # token, runs its own experts on the tokens routed to them, and the
+            # MLP all-reduce sums the experts' outputs: no dispatch needed
+            return 2 * self.layers * (collective_time("all_reduce", act, lv, in_network=True) + TP_COLLECTIVE_OVERHEAD_S)
+        # attention data parallel: each GPU holds tokens/tp; dense MLPs gather
+        # the tokens and scatter the results; MoE layers dispatch and combine
+        # (every GPU gathers all tokens, quantised, for its experts and the
+        # partial outputs are reduce-scattered back in BF16)
+        gather_scatter = (collective_time("all_gather", act, lv) + collective_time("reduce_scatter", act, lv)
+                          + 2 * TP_COLLECTIVE_OVERHEAD_S)
+        t = self.dense_layers * gather_scatter
+        if self.moe:
+            t += self.moe_layers * (collective_time("all_gather", tokens * self.disp_bytes, lv)
+                                    + collective_time("reduce_scatter", act, lv) + 2 * TP_COLLECTIVE_OVERHEAD_S)
+        return t
+
+    def p2p(self, tokens: float) -> float:
+        """Pipeline hand-off of one micro-batch's activations to the next stage."""
+        t = self.p2p_memo.get(tokens)
+        if t is None:
+            if len(self.p2p_memo) >= _MEMO_LIMIT:
+                self.p2p_memo.clear()
+            msg = tokens * self.act_bytes * self.inv_tp
+            t = self.p2p_memo[tokens] = collective_time("send_recv", msg, self.lv_pp) if self.lv_pp else 0.0
+        return t
+
+
+def _profile(cfg: ServingConfig) -> _Profile:
+    """The replica profile of `cfg`, built on first use and kept on the config."""
+    p = cfg.__dict__.get("_profile")
+    if p is None:
+        p = _Profile(cfg)
+        object.__setattr__(cfg, "_profile", p)
+    return p
+
+
+def _evaluate(p: _Profile, prefill_tokens: float, prefill_attn_ctx: float, decode_seqs: float,
+              decode_kv_tokens: float, prefill_seqs: float, chunk: float, parts: bool = False):
+    """One iteration of the replica profiled by `p`: its seconds, or (seconds,
+    breakdown dict) with `parts`. prefill_attn_ctx is the sum over prefill
+    tokens of the context each attends to; `chunk` is the largest piece of
+    prefill that must run on one attention group (one prompt's chunk).
+
+    The pp micro-batches each pass every stage, so every stage works pp times
+    per iteration; all token counts below are one micro-batch's."""
+    pp, mb, tp = p.pp, p.mb, p.tp
+    pre = prefill_tokens * mb
+    dec = decode_seqs * mb
+    tokens = pre + dec
+    logits = (decode_seqs + prefill_seqs) * mb
+    if p.adp:
+        # the busiest attention group sets the pace: at least the mean over the
+        # balance ratio, at least a whole prompt chunk (prompts are not split
+        # across attention groups) plus its share of the decodes
+        busiest = max(prefill_tokens / tp, min(prefill_tokens, chunk)) * mb if prefill_tokens > 0 else 0.0
+        attn_tokens = max(tokens / tp / ATTENTION_DP_BALANCE, busiest + dec / tp)
+        head_share = attn_tokens / tokens if tokens > 0 else 0.0
+        pre_share = max(busiest / pre, p.inv_tp / ATTENTION_DP_BALANCE) if pre > 0 else 0.0
+        ew = p.ew_hidden * attn_tokens + p.ew_inner * tokens
     else:
-        attn_tokens = tokens / tp
-        attn_share = 1.0 / tp
-    # --- dense GEMMs (attention projections, dense MLPs, shared experts, head)
-    attn_proj_flops = 2.0 * layers * m.attn_params * attn_tokens
-    dense_mlp = (m.layers - m.moe_layers) * m.dense_mlp_params + m.moe_layers * m.shared_experts * m.expert_params
-    dense_flops = 2.0 * dense_mlp / pp * tokens / tp
-    head_flops = 2.0 * m.vocab * m.hidden * logit_tokens * (attn_share if cfg.attention_dp else 1.0 / tp) / pp
-    dense_cmp = (attn_proj_flops + dense_flops + head_flops) / peak
-    dense_mem = (w.attention + w.dense + w.head) / (hbm * HBM_EFFICIENCY)
-    dense = _roof(dense_mem, dense_cmp) if tokens > 0 else 0.0
-    # --- routed experts
+        attn_tokens = tokens * p.inv_tp
+        head_share = pre_share = p.inv_tp
+        ew = (p.ew_hidden + p.ew_inner) * tokens
+    # dense GEMMs (attention projections, dense MLPs, shared experts, head)
+    dense_cmp = p.attn_proj * attn_tokens + p.dense_tok * tokens + p.head_tok * logits * head_share
+    dense = math.sqrt(p.dense_mem * p.dense_mem + dense_cmp * dense_cmp) if tokens > 0 else 0.0
+    # routed experts: the experts the tokens reach, routed FLOPs, permutes
     moe = moe_cmp = moe_mem = 0.0
-    if m.is_moe and tokens > 0:
-        routed = 2.0 * m.moe_layers / pp * m.active_experts * m.expert_params * tokens / tp
-        routed *= MOE_IMBALANCE if (cfg.ep > 1) else 1.0
-        # experts tensor-split tp/ep ways leave thin GEMMs that fill few tiles
-        slice_cols = m.efn / (tp // cfg.ep)
-        narrow = min(1.0, slice_cols / EXPERT_SLICE_MIN_COLUMNS)
-        moe_cmp = routed / (peak * MOE_GEMM_EFFICIENCY * narrow)
-        moe_mem = w.experts * _expert_fraction(m, tokens) / (hbm * HBM_EFFICIENCY * MOE_GEMM_EFFICIENCY)
-        # token permutation, activation and un-permutation kernels stream every
-        # routed copy of a token through HBM (not fused into the GEMMs)
-        copies = m.moe_layers / pp * m.active_experts * tokens / tp * (MOE_IMBALANCE if cfg.ep > 1 else 1.0)
-        moe_act = copies * (m.hidden * MOE_HIDDEN_PASSES + m.efn * MOE_INNER_PASSES) * ACTIVATION_BYTES / (
-            hbm * HBM_EFFICIENCY)
-        moe = _roof(moe_mem, moe_cmp) + moe_act
-    # --- attention
-    # decoding sequences spread evenly over the attention groups
-    kv_share = 1.0 / tp / (ATTENTION_DP_BALANCE if cfg.attention_dp else 1.0)
-    kv_bytes = decode_kv_tokens * m.kv_bytes_per_token(_bytes(cfg.kv_prec)) / pp * _kv_replication(cfg) * kv_share
-    bf16 = gpu.peak_flops(PREFILL_ATTENTION_PRECISION)
-    attn_unit = m.attention_flops_per_token(1.0) / pp   # FLOPs per (query token x context token)
-    attn_dec = _roof(kv_bytes / (hbm * ATTENTION_HBM_EFFICIENCY),
-                     _decode_attention_flops(m) / pp * decode_kv_tokens * kv_share / (bf16 * ATTENTION_EFFICIENCY))
-    pre_share = (max(busiest_prefill / prefill_tokens, 1.0 / tp / ATTENTION_DP_BALANCE)
-                 if (cfg.attention_dp and prefill_tokens > 0) else 1.0 / tp)
-    attn_pre = attn_unit * prefill_attn_ctx * pre_share / (bf16 * ATTENTION_EFFICIENCY)
-    comm = _comm_time(cfg, tokens)
-    return {"dense_gemm_s": dense, "dense_gemm_compute_s": dense_cmp, "dense_gemm_memory_s": dense_mem,
-            "moe_gemm_s": moe, "moe_gemm_compute_s": moe_cmp, "moe_gemm_memory_s": moe_mem,
-            "attention_decode_s": attn_dec, "attention_prefill_s": attn_pre, "communication_s": comm}
-
-
-_PARTS = ("dense_gemm_s", "moe_gemm_s", "attention_decode_s", "attention_prefill_s", "communication_s")
-
-
-@lru_cache(maxsize=65536)
-def _iteration(cfg: ServingConfig, prefill_tokens: float, prefill_attn_ctx: float, decode_seqs: float,
-               decode_kv_tokens: float, prefill_seqs: float, chunk: float) -> tuple[float, tuple]:
-    """(iteration seconds, breakdown items). `chunk` is the largest piece of
-    prefill that must run on one attention group (one prompt's chunk)."""
-    pp = cfg.pp
-    mb = 1.0 / pp
-    busiest = 0.0
-    if cfg.attention_dp and prefill_tokens > 0:
-        # prompts are not split across attention groups: the busiest GPU
-        # carries at least one whole chunk when there are fewer chunks than GPUs
-        busiest = max(prefill_tokens / cfg.tp, min(prefill_tokens, chunk))
-    logits = decode_seqs + prefill_seqs
-    parts = _stage(cfg, prefill_tokens * mb, prefill_attn_ctx * mb, decode_seqs * mb, decode_kv_tokens * mb,
-                   logits * mb, busiest * mb)
-    stage = sum(parts[k] for k in _PARTS)
-    p2p = 0.0
-    if pp > 1:
-        msg = (prefill_tokens + decode_seqs) * mb * cfg.model.hidden * ACTIVATION_BYTES / cfg.tp
-        lv = _levels(cfg, pp, cfg.tp)
-        p2p = collective_time("send_recv", msg, lv) if lv else 0.0
-    overhead = ITERATION_OVERHEAD_S + PER_SEQUENCE_OVERHEAD_S * (decode_seqs + prefill_seqs) / cfg.groups
-    # pp micro-batches each pass pp stages: every stage works pp times per iteration
-    it = pp * (stage + p2p) + overhead
-    out = {k: v * pp for k, v in parts.items()}
-    out["pipeline_s"] = pp * p2p
-    out["overhead_s"] = overhead
-    return it, tuple(out.items())
+    if p.moe and tokens > 0:
+        moe_cmp = p.routed_tok * tokens
+        moe_mem = p.moe_mem * (1.0 - p.moe_miss ** tokens)
+        moe = math.sqrt(moe_mem * moe_mem + moe_cmp * moe_cmp) + p.moe_act_tok * tokens
+    # attention: decode reads every cached token's KV; prefill is compute
+    kv = decode_kv_tokens * mb
+    a_mem, a_cmp = p.kv_mem_tok * kv, p.kv_cmp_tok * kv
+    attn_dec = math.sqrt(a_mem * a_mem + a_cmp * a_cmp)
+    attn_pre = p.pre_unit * prefill_attn_ctx * mb * pre_share
+    comm = p.comm(tokens) if tp > 1 else 0.0
+    layer_s = p.layer_s if tokens > 0 else 0.0
+    p2p = p.p2p(tokens) if pp > 1 else 0.0
+    stage = dense + moe + attn_dec + attn_pre + comm + ew + layer_s + p2p
+    overhead = ITERATION_OVERHEAD_S + PER_SEQUENCE_OVERHEAD_S * (decode_seqs + prefill_seqs) / p.groups
+    it = pp * stage + overhead
+    if not parts:
+        return it
+    return it, {"dense_gemm_s": pp * dense, "dense_gemm_compute_s": pp * dense_cmp,
+                "dense_gemm_memory_s": pp * p.dense_mem if tokens > 0 else 0.0,
+                "moe_gemm_s": pp * moe, "moe_gemm_compute_s": pp * moe_cmp, "moe_gemm_memory_s": pp * moe_mem,
+                "attention_decode_s": pp * attn_dec, "attention_prefill_s": pp * attn_pre,
+                "communication_s": pp * comm, "elementwise_s": pp * ew, "pipeline_s": pp * p2p,
+                "overhead_s": overhead + pp * layer_s}
 
 
 def _check_counts(**counts):
@@ -593,35 +705,38 @@ def _check_counts(**counts):
             raise InputError(f"{name} must be >= 0, got {v!r}", name, "give a token or sequence count >= 0")
 
 
+def _counts_ok(*values) -> bool:
+    try:
+        for v in values:
+            if not v >= 0:
+                return False
+    except TypeError:
+        return False
+    return True
+
+
 def prefill_time(cfg: ServingConfig, new_tokens: int, cached_context: int = 0, seqs: int = 1) -> float:
     """Seconds to prefill `new_tokens` (spread evenly over `seqs` sequences,
     each with `cached_context` tokens already in the KV cache), in one
     iteration with nothing else."""
-    _check_counts(new_tokens=new_tokens, cached_context=cached_context, seqs=seqs)
+    if not _counts_ok(new_tokens, cached_context, seqs):
+        _check_counts(new_tokens=new_tokens, cached_context=cached_context, seqs=seqs)
     if new_tokens <= 0:
         return 0.0
     seqs = max(1, int(seqs))
     n = new_tokens / seqs
     ctx = seqs * (n * cached_context + n * (n + 1) / 2.0)
-    return _iteration(cfg, float(new_tokens), float(ctx), 0.0, 0.0, float(seqs), float(n))[0]
+    return _evaluate(_profile(cfg), float(new_tokens), float(ctx), 0.0, 0.0, float(seqs), float(n))
 
 
 def decode_step_time(cfg: ServingConfig, batch: int, context_tokens_total: int) -> float:
     """One decode iteration for `batch` sequences holding
     `context_tokens_total` tokens of KV in all."""
-    _check_counts(batch=batch, context_tokens_total=context_tokens_total)
+    if not _counts_ok(batch, context_tokens_total):
+        _check_counts(batch=batch, context_tokens_total=context_tokens_total)
     if batch <= 0:
         return 0.0
-    return _iteration(cfg, 0.0, 0.0, float(batch), float(context_tokens_total), 0.0, 0.0)[0]
-
-
-def _mixed_args(prefill_tokens, prefill_context, decode_batch, decode_context_total, prefill_seqs):
-    _check_counts(prefill_tokens=prefill_tokens, prefill_context=prefill_context, decode_batch=decode_batch,
-                  decode_context_total=decode_context_total, prefill_seqs=prefill_seqs)
-    seqs = float(max(1, prefill_seqs)) if prefill_tokens > 0 else 0.0
-    chunk = float(prefill_tokens) / seqs if seqs else 0.0
-    return (float(prefill_tokens), float(prefill_tokens) * float(prefill_context), float(decode_batch),
-            float(decode_context_total), seqs, chunk)
+    return _evaluate(_profile(cfg), 0.0, 0.0, float(batch), float(context_tokens_total), 0.0, 0.0)
 
 
 def iteration_time(cfg: ServingConfig, prefill_tokens: int, prefill_context: int, decode_batch: int,
@@ -631,20 +746,31 @@ def iteration_time(cfg: ServingConfig, prefill_tokens: int, prefill_context: int
     `prefill_context` tokens each (cached prefix plus the causal half of the
     chunk), plus one token for each of `decode_batch` sequences that hold
     `decode_context_total` KV tokens in all."""
-    if prefill_tokens <= 0 and decode_batch <= 0:
-        _check_counts(prefill_tokens=prefill_tokens, decode_batch=decode_batch)
-        return 0.0
-    return _iteration(cfg, *_mixed_args(prefill_tokens, prefill_context, decode_batch, decode_context_total,
-                                        prefill_seqs))[0]
+    if not _counts_ok(prefill_tokens, prefill_context, decode_batch, decode_context_total, prefill_seqs):
+        _check_counts(prefill_tokens=prefill_tokens, prefill_context=prefill_context, decode_batch=decode_batch,
+                      decode_context_total=decode_context_total, prefill_seqs=prefill_seqs)
+    if prefill_tokens <= 0:
+        if decode_batch <= 0:
+            return 0.0
+        return _evaluate(_profile(cfg), 0.0, 0.0, float(decode_batch), float(decode_context_total), 0.0, 0.0)
+    seqs = float(max(1, prefill_seqs))
+    return _evaluate(_profile(cfg), float(prefill_tokens), float(prefill_tokens) * float(prefill_context),
+                     float(decode_batch), float(decode_context_total), seqs, float(prefill_tokens) / seqs)
 
 
 def iteration_breakdown(cfg: ServingConfig, prefill_tokens: int, prefill_context: int, decode_batch: int,
                         decode_context_total: int, prefill_seqs: int = 1) -> dict:
-    """Seconds per part of the iteration ``iteration_time`` prices."""
+    """Seconds per part of the iteration ``iteration_time`` prices (the
+    `*_compute_s` and `*_memory_s` entries detail their kernel class and are
+    not added again)."""
+    _check_counts(prefill_tokens=prefill_tokens, prefill_context=prefill_context, decode_batch=decode_batch,
+                  decode_context_total=decode_context_total, prefill_seqs=prefill_seqs)
     if prefill_tokens <= 0 and decode_batch <= 0:
         return {}
-    return dict(_iteration(cfg, *_mixed_args(prefill_tokens, prefill_context, decode_batch, decode_context_total,
-                                             prefill_seqs))[1])
+    seqs = float(max(1, prefill_seqs)) if prefill_tokens > 0 else 0.0
+    chunk = float(prefill_tokens) / seqs if seqs else 0.0
+    return _evaluate(_profile(cfg), float(prefill_tokens), float(prefill_tokens) * float(prefill_context),
+                     float(decode_batch), float(decode_context_total), seqs, chunk, parts=True)[1]
 
 
 def kv_transfer_time(cfg: ServingConfig, tokens: int, levels: Sequence[Level]) -> float:
@@ -697,9 +823,9 @@ def _steady(cfg: ServingConfig, batch: int, I: int, O: int, samples: int) -> dic
     pre_seqs = pre / chunk if pre > 0 else 0.0
     kv_dec = dec * (I + (O + 1) / 2.0)
     ctx_pre = pre * (I + 1) / 2.0
-    it, parts = _iteration(cfg, pre, ctx_pre, dec, kv_dec, pre_seqs, chunk)
+    it, parts = _evaluate(_profile(cfg), pre, ctx_pre, dec, kv_dec, pre_seqs, chunk, parts=True)
     cycle = iters * it
-    return {"iteration_s": it, "tokens_per_s": B * O / cycle, "tpot_s": cycle / O, "parts": dict(parts),
+    return {"iteration_s": it, "tokens_per_s": B * O / cycle, "tpot_s": cycle / O, "parts": parts,
             "prefill_per_iter": pre, "decode_per_iter": dec, "iters_per_cycle": iters}
 
 

@@ -10,10 +10,18 @@ step:
 
     step = m x (slowest stage's fwd+bwd+recompute per micro-batch, with the
                 exposed TP / CP / EP communication)
-         + pipeline bubble ((pp - 1) / vpp stage-times, 1F1B / interleaved)
+         + pipeline bubble ((pp - 1) / vpp stage-times for 1F1B /
+           interleaved; (pp/2 - 1) x 2/3 for DualPipe)
          + pipeline point-to-point sends on the critical path
          + exposed data-parallel gradient reduction / parameter gathering
          + the optimizer update.
+
+Layers are placed on pipeline stages the way Megatron-LM
+(--decoder-first/last-pipeline-num-layers) and Llama 3 do: the stages that
+also hold the embedding and the output layer get fewer layers when that
+balances the pipeline (``_stage_plan``), and memory is checked on the
+first, second and last stage with the micro-batches each holds in flight
+(``workloads.training.in_flight``).
 
 Outputs (``TrainingEstimate``): step time and its breakdown, tokens/s, MFU
 (model FLOPs without recompute, causal attention, over dense BF16 peak; the
@@ -46,25 +54,26 @@ Efficiency factors (each a named constant below, with its source):
 
 | factor | value | what / source |
 |---|---|---|
-| GEMM_MAMF | A100 bf16 0.859, H100 bf16 0.801, H100/H200 fp8 0.734, B200 bf16 0.776 / fp8 0.763 | best measured matmul FLOP/s over dense peak (Bekman, ml-engineering MAMF table); the tensor-core ceiling is set so the additive roofline t = F/(peak c) + bytes/HBM reproduces it at its best shape, which makes small or thin GEMMs slower |
+| GEMM_MAMF | A100 bf16 0.859, H100 bf16 0.801, H100/H200 fp8 0.734, B200 bf16 0.776 / fp8 0.763 | best measured matmul FLOP/s over dense peak (Bekman, ml-engineering MAMF table); the tensor-core ceiling is set so the additive roofline t = F/(peak c) + bytes/HBM reproduces it at its best shape (w = 1 there), which makes small or thin GEMMs slower |
+| SM_COUNT, GEMM_TILE | 108 / 132 / 148 SMs; 128 x 256 tiles | wave quantization w: a GEMM's output tiles run one per SM per wave, a partial last wave idles SMs (NVIDIA whitepapers; cuBLAS/CUTLASS tile sizes) |
 | HBM_EFFICIENCY | 0.85 | streaming kernels' share of HBM bandwidth (nvbandwidth / BabelStream, 85-90%) |
-| TENSOR_SUSTAINED | 0.80 | tensor-core rate sustained over a training step vs MAMF: power-limited clocks (A100 HPL clock 1305/1410 MHz) x untuned shapes (~0.9); set in that range to centre the A100 Megatron rows |
+| TENSOR_SUSTAINED | 0.80 | tensor-core rate sustained over a training step vs MAMF: power-limited clocks (A100 HPL clock 1305/1410 MHz) x untuned shapes (~0.9); set in that range to centre the A100 Megatron rows, the same for every GPU |
 | FLASH_FWD / FLASH_BWD | 0.80 / 0.70 of the GEMM ceiling | FlashAttention-2 on A100 (Dao 2023), FlashAttention-3 on H100 (Shah et al. 2024) |
 | FLASH_HALF_LENGTH | 350 tokens | attention efficiency d / (d + 350) for documents of d tokens (FA2 benchmarks) |
 | FLASH1_RELATIVE | 0.6 | FlashAttention-1 / xformers relative to FlashAttention-2 (Dao 2023) |
 | KERNEL_GAP_S | 4 us | idle gap per dependent kernel |
 | DP_OVERLAP | 1.0 | share of the last backward / first forward that hides gradient reduce-scatter / parameter all-gather (Megatron-core, FSDP) |
 | OVERLAP_SLOWDOWN | 0.2 | compute seconds lost per second of communication hidden under it (NCCL holds SMs and HBM bandwidth; overlapped GEMMs 10-30% slower) |
-| EP_A2A_EXPOSED | 0.5 | MoE all-to-all left on the critical path (Megatron-core overlaps part; DeepSeek DualPipe nearly all) |
 | MOE_IMBALANCE | 1.10 | busiest GPU's expert work over the mean (balanced routing, DeepSeek-V3 Sec. 2.1.2) |
-| Stack.efficiency | 1.0; fsdp-tp-2023 0.82 | framework efficiency; Meta's 2023 stack from LLaMA-65B's published 380 tokens/s/GPU on 2,048 A100 (workloads/training.py STACKS) |
+| Stack (workloads.training) | per framework | what the software overlaps: TP comm pipelined with GEMMs (exposed max(comm/tp, comm - GEMM time)), CP K/V exchange under attention, share of the MoE all-to-all hidden (modern 0.5, DualPipe 1.0), fp8 dispatch, gradient bytes (fp32 / bf16), pipeline schedule, and efficiency (fsdp-tp-2023 0.82: LLaMA-65B's 380 tokens/s/GPU on 2,048 A100; deepseek-dualpipe 112/132: SMs left to GEMMs) |
 | NVLS on Hopper+ | collectives.NVLS_EFFICIENCY | TP all-reduce in the NVSwitch (NVLink SHARP); A100's NVSwitch has none |
 | RUN_GOODPUT | 0.90 (sim/validation_training.py) | steady-state share of a whole run's GPU-time (Llama 3: >90% effective training time) |
 
 Communication is modelled as *exposed* (on the critical path) unless named
 above as overlapped: TP collectives (2 per layer forward, 2 backward, 2 more
 with full recompute; all-gather + reduce-scatter with sequence
-parallelism), pipeline point-to-point sends.
+parallelism) unless the stack pipelines them with the GEMMs, pipeline
+point-to-point sends (except under DualPipe).
 """
 from __future__ import annotations
 
@@ -78,7 +87,7 @@ from typing import Optional
 from hardware.collectives import collective_time, levels_for_group
 from workloads.errors import InputError
 from workloads.models import ModelSpec
-from workloads.training import (GRAD_BYTES, get_stack, WEIGHT_BYTES, LayerWork, Memory, Op,
+from workloads.training import (get_stack, WEIGHT_BYTES, LayerWork, Memory, Op,
                                 ParallelConfig, Setup, check_parallel, check_setup, embed_ops, head_ops,
                                 layer_work, lora_params, memory_per_gpu, micro_batches, model_flops_per_token,
                                 stage_layers, layer_params)
@@ -98,6 +107,11 @@ GEMM_MAMF = {
     ("blackwell", "bf16"): (0.776, (8192, 8192, 8192), 8.0, 2.0),     # B200 SXM 1745/2250
     ("blackwell", "fp8"): (0.763, (8192, 8192, 8192), 8.0, 1.0),      # B200 SXM 3432/4500
 }
+# Streaming multiprocessors per GPU (A100 108, H100/H800/H200 132, B200
+# 148; NVIDIA architecture whitepapers) and the output tile one SM computes
+# at a time in cuBLAS/CUTLASS bf16/fp8 GEMMs (128 x 256 on Ampere and Hopper).
+SM_COUNT = {"ampere": 108, "hopper": 132, "blackwell": 148}
+GEMM_TILE = (128, 256)
 # Fraction of the HBM bandwidth streaming (elementwise) kernels reach:
 # nvbandwidth / BabelStream copy kernels on A100 and H100 reach 85-90%.
 HBM_EFFICIENCY = 0.85
@@ -132,10 +146,6 @@ DP_OVERLAP = 1.0
 # 10-30% slower (e.g. Rashidi et al., ISCA 2021). Seconds of compute added
 # per second of hidden communication.
 OVERLAP_SLOWDOWN = 0.2
-# Fraction of MoE dispatch/combine all-to-all left on the critical path:
-# Megatron-core overlaps part of it with shared-expert and attention work;
-# DeepSeek-V3's DualPipe hides nearly all of it (DeepSeek-AI 2024 Sec. 3.2).
-EP_A2A_EXPOSED = 0.5
 # Busiest GPU's expert work over the mean: auxiliary-loss / bias balanced
 # routing keeps per-expert load within ~10% at training batch sizes
 # (DeepSeek-V3 Sec. 2.1.2; Megatron-core MoE load-balancing reports).
@@ -162,11 +172,21 @@ def _gemm_key(gpu, precision: str) -> tuple[str, str]:
     return "hopper", prec
 
 
+def wave_efficiency(arch: str, m: float, n: float, batch: float = 1.0) -> float:
+    """Share of the SMs busy over a GEMM's waves: the output is cut into
+    GEMM_TILE tiles, one per SM at a time; a last, partial wave leaves SMs
+    idle (wave quantization). Grouped GEMMs (`batch` experts) share waves."""
+    sms = SM_COUNT.get(arch, 132)
+    tiles = math.ceil(max(1.0, m) / GEMM_TILE[0]) * math.ceil(max(1.0, n) / GEMM_TILE[1]) * max(1, round(batch))
+    return tiles / (math.ceil(tiles / sms) * sms)
+
+
 @lru_cache(maxsize=64)
 def gemm_ceiling(arch: str, prec: str) -> float:
     """Tensor-core ceiling (fraction of peak) such that the additive roofline
     t = F / (peak c) + bytes / (HBM x HBM_EFFICIENCY) reproduces the MAMF
-    measurement at its best shape."""
+    measurement at its best shape (the shapes MAMF finds best are taken to
+    fill their waves: cuBLAS picks tiles that do)."""
     frac, (m, n, k), tbps, bpe = GEMM_MAMF[(arch, prec)]
     # intensity in FLOP per byte, and the peak/bandwidth ratio of the reference GPU
     peak_ref = {"ampere": 312e12, "hopper": 989.5e12, "blackwell": 2250e12}[arch] * (2 if prec == "fp8" else 1)
@@ -186,7 +206,8 @@ def gemm_time(op: Op, gpu, precision: str) -> float:
     c = gemm_ceiling(arch, prec)
     bpe = 1.0 if prec == "fp8" else 2.0
     nbytes = op.batch * ((op.m * op.k + op.k * op.n) * bpe + op.m * op.n * 2.0)
-    return op.flops / (peak * c * TENSOR_SUSTAINED) + nbytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY) + KERNEL_GAP_S
+    w = wave_efficiency(arch, op.m, op.n, op.batch)
+    return op.flops / (peak * c * w * TENSOR_SUSTAINED) + nbytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY) + KERNEL_GAP_S
 
 
 def attention_time(op: Op, gpu) -> tuple[float, float]:
@@ -357,6 +378,20 @@ class _Ctx:
             self.bounds[key] = (head_t * k, head_fl, emb_t * k)
         return self.bounds[key]
 
+    def memory(self, p: ParallelConfig) -> Memory:
+        """Peak memory per GPU, with layers placed on stages as the time
+        model places them (first and last stages lighter, see _stage_plan)."""
+        m = self.setup.model
+        dl = self.layer(False, p) if m.layers > m.moe_layers else None
+        ml = self.layer(True, p) if m.moe_layers else None
+        stages = None
+        if p.pp > 1:
+            per, moe_n = stage_layers(m, p)
+            per_layer = ((per - moe_n) * _total(dl) + moe_n * _total(ml)) / per
+            head_t, _, emb_t = self.boundary(p)
+            _, stages = _stage_plan(m.layers, p.pp, per_layer, head_t, emb_t)
+        return memory_per_gpu(self.setup, p, dl[0] if dl else None, ml[0] if ml else None, stages)
+
     def layer(self, moe: bool, p: ParallelConfig):
         key = (moe, p.tp, p.cp, p.ep, p.micro_batch, p.sp, p.recompute)
         if key not in self.layers:
@@ -373,44 +408,75 @@ def _layer_comm(ctx: _Ctx, w: LayerWork, lt: LayerTime, p: ParallelConfig) -> tu
     compute (which slows that compute, see OVERLAP_SLOWDOWN)."""
     passes = 2 + (1 if p.recompute == "full" else 0)
     tp = 0.0
+    hidden_tp = 0.0
     if w.tp_collectives_fwd and p.tp > 1:
         if p.sp:
             one = ctx.coll("all_gather", w.tp_bytes, p.tp, 1) + ctx.coll("reduce_scatter", w.tp_bytes, p.tp, 1)
         else:
             one = ctx.coll("all_reduce", w.tp_bytes, p.tp, 1, in_network=ctx.nvls)
         tp = one * w.tp_collectives_fwd * passes
+        if ctx.setup.stack.tp_overlap:
+            # pipelined with the layer's GEMMs: one of tp chunks stays
+            # exposed, and whatever the GEMMs are too short to cover
+            exposed = max(tp / p.tp, tp - lt.gemm)
+            hidden_tp = tp - exposed
+            tp = exposed
     cp = 0.0
     hidden = 0.0
     if p.cp > 1 and w.cp_bytes > 0:
         gathered = w.cp_bytes * p.cp / (p.cp - 1)
         ag = ctx.coll("all_gather", gathered, p.cp, p.tp)
         comm = ag * (1 + 2 + (1 if p.recompute == "full" else 0))   # fwd gather; bwd gather + reduce-scatter of dK,dV
-        cp = max(0.0, comm - lt.attn)
+        cp = max(0.0, comm - lt.attn) if ctx.setup.stack.cp_overlap else comm
         hidden += comm - cp
+    hidden += hidden_tp
     ep = 0.0
     if w.ep_a2a_fwd and p.ep > 1:
         one = ctx.coll("all_to_all", w.ep_bytes, p.ep, 1)
-        ep = one * w.ep_a2a_fwd * passes * EP_A2A_EXPOSED
-        hidden += one * w.ep_a2a_fwd * passes * (1.0 - EP_A2A_EXPOSED)
+        total = one * w.ep_a2a_fwd * passes
+        stack = ctx.setup.stack
+        # the hidden share cannot exceed the compute it hides under
+        ep = max((1.0 - stack.ep_overlap) * total, total - (lt.fwd + lt.bwd + lt.recompute))
+        if stack.schedule != "dualpipe":
+            hidden += total - ep      # DualPipe's reserved SMs are in its stack efficiency
     return tp, cp, ep, hidden
 
 
-def _fullest_stage(layers: int, pp: int, per_layer: float, head: float, emb: float) -> float:
-    """Time of the fullest pipeline stage when whole layers are spread over
-    `pp` stages and the first stage also runs the embedding, the last the
-    output layer and loss: the smallest k x per_layer for which the stages
-    can hold every layer, else ceil(L/pp) layers plus the output layer."""
+def _stage_plan(layers: int, pp: int, per_layer: float, head: float, emb: float) -> tuple[float, tuple[int, int, int]]:
+    """(time of the fullest stage, (first, middle, last) layer counts) when
+    whole layers are spread over `pp` stages and the first stage also runs
+    the embedding, the last the output layer and loss: the smallest k x
+    per_layer for which the stages can hold every layer, the first and last
+    stages taking fewer layers (Llama 3 Sec. 3.3.2; Megatron-LM
+    --decoder-first/last-pipeline-num-layers); else ceil(L/pp) layers plus
+    the output layer."""
     k0 = math.ceil(layers / pp)
+    if pp == 1:
+        return layers * per_layer + head + emb, (layers, layers, layers)
     best = k0 * per_layer + max(head, emb)
     for k in range(max(1, k0 - 1), k0 + 1):
         cap_t = k * per_layer
         if cap_t < head or cap_t < emb:
             continue
-        last = math.floor((cap_t - head) / per_layer + 1e-9)
-        first = math.floor((cap_t - emb) / per_layer + 1e-9)
-        if (pp - 2) * k + min(k, last) + min(k, first) >= layers:
-            return min(best, cap_t)
-    return best
+        last = min(k, math.floor((cap_t - head) / per_layer + 1e-9))
+        first = min(k, math.floor((cap_t - emb) / per_layer + 1e-9))
+        if (pp - 2) * k + last + first >= layers and cap_t <= best:
+            return cap_t, _fill(layers, [first] + [k] * (pp - 2) + [last])
+    return best, _fill(layers, [k0] * pp)
+
+
+def _fill(layers: int, caps: list) -> tuple[int, int, int]:
+    """(first, second, last) stage layer counts: every stage up to its
+    capacity, the surplus taken off the first stage, then the last, then
+    the middle ones from the end (the first stages hold the most
+    activations)."""
+    counts = list(caps)
+    surplus = sum(counts) - layers
+    for i in [0, len(counts) - 1] + list(range(len(counts) - 2, 0, -1)):
+        take = min(surplus, counts[i])
+        counts[i] -= take
+        surplus -= take
+    return counts[0], counts[1], counts[-1]
 
 
 def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> TrainingEstimate:
@@ -457,7 +523,7 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
         # the whole work rounded up to whole layers
         per_layer = stage_body / per
         t_avg = (m.layers * per_layer + head_t + emb_t) / p.pp
-        t_max = _fullest_stage(m.layers, p.pp, per_layer, head_t, emb_t)
+        t_max, _ = _stage_plan(m.layers, p.pp, per_layer, head_t, emb_t)
         boundary = max(0.0, t_max - stage_body) if t_max > stage_body else 0.0
         if t_max < stage_body:
             # balanced: the fullest stage has fewer layers than ceil(L/pp)
@@ -472,7 +538,14 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
     fl_mb = (total_layer_fl + head_fl) / p.pp
 
     steady = m_count * t_max
-    bubble = (p.pp - 1) / p.vpp * t_avg if p.pp > 1 else 0.0
+    if p.pp == 1:
+        bubble = 0.0
+    elif setup.stack.schedule == "dualpipe":
+        # (pp/2 - 1)(F&B + B - 3W) with F = t/3, B = 2t/3, W = B/2 and the
+        # overlapped F&B chunk as long as F + B: (pp/2 - 1) x 2/3 stage-times
+        bubble = max(0.0, p.pp / 2.0 - 1.0) * (2.0 / 3.0) * t_avg
+    else:
+        bubble = (p.pp - 1) / p.vpp * t_avg
     # pipeline sends: activations of one micro-batch (forward) and their
     # gradients (backward), once per chunk boundary; on the critical path
     stack = setup.stack
@@ -487,6 +560,8 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
         else:
             send = ctx.coll("send_recv", nbytes, 2, stride)
         p2p = 2.0 * (m_count * p.vpp + p.pp - 1) * send
+        if stack.schedule == "dualpipe":
+            p2p = 0.0      # DualPipe overlaps the sends with the other direction's compute
 
     # data-parallel gradient reduction and parameter gathering
     etp = 1 if p.ep > 1 else p.tp
@@ -513,10 +588,10 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
     last_bwd = body[5] / p.vpp
     first_fwd = (body[0] - body[5]) / p.vpp
     if p.zero == 0:
-        total = both("all_reduce", GRAD_BYTES)
+        total = both("all_reduce", stack.grad_bytes)
         dp_exposed = max(0.0, total - ov * last_bwd)
     elif p.zero in (1, 2):
-        grad_t = both("reduce_scatter", GRAD_BYTES)
+        grad_t = both("reduce_scatter", stack.grad_bytes)
         gather_t = both("all_gather", WEIGHT_BYTES)
         n_rs = m_count if p.zero == 2 else 1                       # ZeRO-2 reduces every micro-batch
         total = n_rs * grad_t + gather_t
@@ -526,7 +601,7 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
         # ZeRO-3 / FSDP: gather weights for the forward and again for the
         # backward, reduce-scatter gradients, every micro-batch; prefetched
         # layer by layer under that micro-batch's compute
-        per_mb = 2.0 * both("all_gather", WEIGHT_BYTES) + both("reduce_scatter", GRAD_BYTES)
+        per_mb = 2.0 * both("all_gather", WEIGHT_BYTES) + both("reduce_scatter", stack.grad_bytes)
         total = m_count * per_mb
         dp_exposed = m_count * max(0.0, per_mb - max(ov, 0.5) * body[0])
     # compute that runs under hidden DP traffic is slowed (OVERLAP_SLOWDOWN)
@@ -558,8 +633,7 @@ def _evaluate(ctx: _Ctx, p: ParallelConfig, mem: Optional[Memory] = None) -> Tra
     peak = gpu.peak_flops("bf16")
     gpus = p.gpus
     if mem is None:
-        mem = memory_per_gpu(setup, p, ctx.layer(False, p)[0] if dense_n else None,
-                             ctx.layer(True, p)[0] if moe_n else None)
+        mem = ctx.memory(p)
     cap = gpu.hbm_bytes
     hw = fl_mb * m_count / step
     return TrainingEstimate(
@@ -602,10 +676,8 @@ def evaluate(setup: Setup, p: ParallelConfig, gpu, system, fabric, oversubscript
         raise InputError(f"vpp={p.vpp} but this training stack has no interleaved schedule", "vpp", "use vpp=1")
     if p.pp > 1 and not setup.stack.pipeline:
         raise InputError(f"pp={p.pp} but this training stack has no pipeline parallelism", "pp", "use pp=1")
-    if p.vpp > 1 and micro_batches(setup, p) < p.pp:
-        raise InputError(f"the interleaved schedule (vpp={p.vpp}) needs at least pp={p.pp} micro-batches per step, "
-                         f"this layout has {micro_batches(setup, p)}", "vpp",
-                         "use vpp=1, a larger global batch or a smaller dp x micro_batch")
+    if p.pp % 2 and setup.stack.schedule == "dualpipe":
+        raise InputError(f"pp={p.pp} but DualPipe needs an even number of pipeline stages", "pp", "use an even pp")
     ctx = _Ctx(setup, gpu, system, fabric, oversubscription, hops)
     est = _evaluate(ctx, p)
     if require_fit and not est.fits:
@@ -669,7 +741,7 @@ def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float
     for tp in tps:
         for cp in cps:
             for pp in pps:
-                if gpus % (tp * cp * pp):
+                if gpus % (tp * cp * pp) or (pp % 2 and setup.stack.schedule == "dualpipe"):
                     continue
                 dp = gpus // (tp * cp * pp)
                 if fixed.get("dp") is not None and dp != fixed["dp"]:
@@ -684,7 +756,7 @@ def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float
                             continue
                         m_count = max(1, round(seqs / (dp * mb)))
                         for vpp in (vpps if pp > 1 else [1]):
-                            if vpp > 1 and (pp * vpp > m.layers or m_count < pp):
+                            if vpp > 1 and pp * vpp > m.layers:
                                 continue
                             for sp in (sps if tp > 1 else [False]):
                                 lightest = len(recs)     # index of the lightest recompute found to fit
@@ -701,7 +773,7 @@ def search(setup: Setup, gpu, system, fabric, gpus: int, oversubscription: float
                                         bound = m_count * ((per - moe_n) * _total(dl) + moe_n * _total(ml))
                                         if len(kth) >= top and bound >= -kth[0]:
                                             break   # heavier recompute only gets slower
-                                        mem = memory_per_gpu(setup, p, dl[0] if dl else None, ml[0] if ml else None)
+                                        mem = ctx.memory(p)
                                         if mem.total > cap:
                                             if best_fail is None or mem.total < best_fail[0]:
                                                 best_fail = (mem.total, p)

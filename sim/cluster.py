@@ -128,6 +128,8 @@ class PoolState:
         self.wf = [[0] * g for g in ngroups]
         self.buckets = [[set() for _ in range(s + 1)] for s in self.sizes]
         self.masks = [0] * len(self.sizes)
+        # the top level is one group whose count is whole_free: no buckets kept
+        self.ntrack = len(self.sizes) - 1
         self.base = [set() for _ in range(ngroups[0])]
         self.spares = IndexedSet()
         self.up_nodes = active_nodes
@@ -188,7 +190,7 @@ class PoolState:
         else:
             self.base[node // sizes[0]].discard(node)
         move = self._move
-        for li in range(len(sizes)):
+        for li in range(self.ntrack):
             move(li, node // sizes[li], d)
 
     def _whole_many(self, nodes, d: int) -> None:
@@ -201,6 +203,7 @@ class PoolState:
         move = self._move
         counts = Counter(map(s0.__rfloordiv__, nodes))
         nodes = list(nodes)
+        track = self.ntrack
         pos = 0
         for g, c in counts.items():
             chunk = nodes[pos:pos + c]
@@ -209,9 +212,10 @@ class PoolState:
                 base[g].update(chunk)
             else:
                 base[g].difference_update(chunk)
-            move(0, g, d * c)
+            if track:
+                move(0, g, d * c)
         self.whole_free += d * len(nodes)
-        for li in range(1, len(sizes)):
+        for li in range(1, track):
             r = sizes[li] // s0
             up: dict[int, int] = {}
             for g, c in counts.items():
@@ -270,12 +274,14 @@ class PoolState:
         if not topology:
             return self._first_fit(k)
         sizes = self.sizes
-        for li, size in enumerate(sizes):
-            if k <= size:
+        for li in range(self.ntrack):
+            if k <= sizes[li]:
                 m = self.masks[li] >> k
                 if m:
                     g = min(self.buckets[li][k + _lowbit(m)])
                     return self._take_in(li, g, k)
+        if self.whole_free >= k:
+            return self._take_in(self.ntrack, 0, k)
         raise AssertionError("whole_free said the nodes exist")  # pragma: no cover
 
     def _take_in(self, li: int, g: int, k: int) -> list[int]:
@@ -429,7 +435,7 @@ class PoolState:
                 assert f == 0
             if 0 < f < gpn:
                 assert node in self.partial[f]
-        for li, s in enumerate(self.sizes):
+        for li, s in enumerate(self.sizes[:self.ntrack]):
             for g, c in enumerate(self.wf[li]):
                 assert c == sum(1 for n in range(g * s, min((g + 1) * s, self.n)) if self.free[n] == gpn), (li, g)
                 if c:

@@ -151,6 +151,7 @@ class Reservation:
     node: int = -1
     node_free: int = 0
     extra: int = 0
+    rejected: set = field(default_factory=set)    # jobs that would delay the head for as long as this holds
 
 
 @dataclass
@@ -291,6 +292,7 @@ class Engine:
         self._res: Reservation | None = None
         self._res_key = None
         self._res_version = 0
+        self._bad_sizes: set = set()      # backfill: sizes whose placement would delay the head (this pass)
         self._wall0 = None
         self._last_progress = 0.0
         self.rng = np.random.default_rng([seed, 1])
@@ -447,6 +449,7 @@ class Engine:
                 if self.backfill and new:
                     head = runs[h]
                     res = self._reservation(head)
+                    self._bad_sizes.clear()
                     for r in new:
                         if r.state == QUEUED and r.i != h:
                             self._backfill_one(r, head, res)
@@ -527,11 +530,13 @@ class Engine:
         self.demand.change(r.dkey, now, 0, r.gpus)
         if self.by_end is not None:
             self.by_end[p][r.i] = r.end_at
-            ends = self.node_end[p]
-            e = r.end_at
-            for node in nodes:
-                if ends[node] < e:
-                    ends[node] = e
+            if per < self.pools[p].state.gpn:
+                # only nodes shared by small jobs can take a backfill candidate
+                # while occupied: their latest end is what the check needs
+                ends = self.node_end[p]
+                node = nodes[0]
+                if ends[node] < r.end_at:
+                    ends[node] = r.end_at
         if r.tiers >= 0:
             self.tier_starts[min(r.tiers, 3)] += 1
         self.counts["started"] += 1
@@ -573,7 +578,7 @@ class Engine:
             nj = self.node_jobs[p]
             for node in r.nodes:
                 nj[node].remove(r.i)
-            if self.node_end is not None and r.end_at > now:
+            if self.node_end is not None and r.end_at > now and r.per_node < self.pools[p].state.gpn:
                 # left before its expected end: the nodes' latest end is that of who stays
                 ends, runs = self.node_end[p], self.runs
                 for node in r.nodes:
@@ -655,12 +660,16 @@ class Engine:
 
     def _backfill(self, head: Run) -> None:
         res = self._reservation(head)
+        self._bad_sizes.clear()
         runs = self.runs
         pools = self.pools
+        rejected = res.rejected
         single_pool = len(pools) == 1
         st = pools[0].state
         gpn = st.gpn
         for j in list(self.queue.candidates(self.window)):
+            if j in rejected:
+                continue
             if single_pool:
                 # inline quick reject (PoolState.fits)
                 if not st.free_gpus:
@@ -691,12 +700,22 @@ class Engine:
             gpn = st.gpn
             constrained = p == res.pool and res.shadow < INF
             whole_nodes = r.gpus >= gpn
+            surely_long = False
             if constrained:
                 # a lower bound of the run time: fixed, or at the tightest placement
                 d0 = job.duration_s if job.duration_s is not None else self.estimate(job, p)
-                if now + self._wall(r, d0) > res.shadow and whole_nodes and not res.single:
+                surely_long = now + self._wall(r, d0) > res.shadow
+                if surely_long and whole_nodes and not res.single:
                     if st.nodes_for(r.gpus) > res.extra:
+                        # too long and too big; stays so while this reservation holds
+                        # (time only moves on, the extra only shrinks)
+                        if len(r.pools) == 1:
+                            res.rejected.add(r.i)
                         continue
+                if surely_long and not whole_nodes and r.gpus in self._bad_sizes:
+                    # a job of this size was just placed on a node the head needs and
+                    # undone: the same best-fit choice (up to ties) would follow
+                    continue
             nodes, per = st.allocate(r.gpus, self.topology)
             D = self._duration(r, p, nodes)
             if constrained and now + self._wall(r, D) > res.shadow:
@@ -717,9 +736,12 @@ class Engine:
                         res.extra -= used
                 if not ok:
                     st.release(nodes, per)
+                    if surely_long and not whole_nodes:
+                        self._bad_sizes.add(r.gpus)
                     continue
             self.queue.remove(r)
             self._start(r, p, nodes, per, D)
+            self._bad_sizes.clear()
             self.counts["backfilled"] += 1
             return True
         return False
@@ -962,10 +984,8 @@ class Engine:
         r.end_at = INF
         r.gen += 1
         self._account_start(r, p, r.alloc, now)
-        if self.node_end is not None:
-            ends = self.node_end[p]
-            for node in nodes:
-                ends[node] = INF
+        if self.node_end is not None and per < st.gpn:
+            self.node_end[p][nodes[0]] = INF
         f.live.append(r.i)
         self._at(w.autoscaler.scale_up_delay, self._on_replica_ready, (r.i, r.gen))
         self.events += 1

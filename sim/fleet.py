@@ -120,6 +120,10 @@ def build_fleet(workload, index: int, name: str, scenario, catalogs, pool_index:
                                max_num_tokens=workload.max_num_tokens)
     except InputError as exc:
         raise InputError(exc.what, f"{where} ({exc.where})" if exc.where else where, exc.fix) from None
+    in_service = (pool_spec.nodes - pool_spec.spare_nodes) * system.gpus_per_node
+    if ps.replica_gpus(cfg) > in_service:
+        raise InputError(f"a replica needs {ps.replica_gpus(cfg)} GPUs but pool {pool_spec.name!r} has {in_service}",
+                         f"{where}.tp", "use a smaller tp/pp or a bigger pool")
     samples = workload.samples_per_request
     if workload.search is not None:
         samples *= workload.search.branching * workload.search.depth

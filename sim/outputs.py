@@ -8,7 +8,7 @@ Columns scripts rely on (more may follow them):
 - jobs.csv: job_id, family, kind, tenant, gpus, submit_s, start_s, end_s,
   state (completed | running | queued | cancelled), gpu_hours,
   lost_gpu_hours, restarts, preemptions; then priority, pool, workload,
-  model, wait_s, tiers_spanned.
+  model, wait_s, tiers_spanned, deadline_s.
 - utilization.csv: time_s, gpus_total (in service), gpus_allocated,
   gpus_<family> per family, queued_jobs, queued_gpus, gpus_down,
   fragmentation, power_kw (and gpus_pool_<name> with several pools).
@@ -31,7 +31,7 @@ from workloads.errors import InputError
 
 JOB_COLUMNS = ("job_id", "family", "kind", "tenant", "gpus", "submit_s", "start_s", "end_s", "state", "gpu_hours",
                "lost_gpu_hours", "restarts", "preemptions", "priority", "pool", "workload", "model", "wait_s",
-               "tiers_spanned")
+               "tiers_spanned", "deadline_s")
 DEMAND_COLUMNS = ("time_s", "family", "kind", "gpu_hours_demanded", "gpu_hours_served")
 LAW_OF_FAMILY = {"pretraining": "pretraining", "post_training": "post-training", "inference": "test-time scaling"}
 OUTPUT_MARKER = "summary.json"
@@ -75,6 +75,7 @@ def jobs_frame(sim) -> pd.DataFrame:
         "model": col(lambda r: r.job.model or ""),
         "wait_s": wait,
         "tiers_spanned": np.array([r.tiers for r in rows], dtype=np.int64),
+        "deadline_s": np.array([r.job.deadline_s if r.job.deadline_s is not None else nan for r in rows], dtype=float),
     }, columns=list(JOB_COLUMNS))
     return df
 
@@ -257,6 +258,12 @@ def build_summary(sim, jobs: pd.DataFrame, util: pd.DataFrame, demand: pd.DataFr
         }
         if fam != "inference":
             block.update(_waits(fj))
+            if len(fj) and fj["deadline_s"].notna().any():
+                dl = fj[fj["deadline_s"].notna()]
+                # unfinished at the end counts as missed once the deadline has passed
+                late = (dl["end_s"] > dl["deadline_s"]) | (dl["end_s"].isna() & (dl["deadline_s"] <= horizon))
+                block["deadlines"] = int(len(dl))
+                block["deadlines_missed"] = int(late.sum())
         s[fam] = block
     if sim.fleets:
         inf = s.setdefault("inference", {})

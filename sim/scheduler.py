@@ -13,12 +13,13 @@ Policy       order                               cost per queue operation
 fifo         submit order                        O(log n) insert/remove, O(1) head
 priority     priority (high first), then submit  O(log n) insert/remove, O(1) head
 backfill     submit order + EASY backfill        as fifo, plus a reservation walk
-                                                 over running jobs by end time when
-                                                 the head changes (O(r log r) once
-                                                 per head) and a scan of at most
-                                                 ``backfill_window`` waiting jobs per
-                                                 pass (each O(1) to reject, O(k) to
-                                                 place)
+                                                 over running jobs by expected end
+                                                 when the blocked head changes (a heap
+                                                 built in O(r), popped O(m log r) for
+                                                 the m jobs walked) and a scan of at
+                                                 most ``backfill_window`` waiting jobs
+                                                 per pass (O(1) to reject one, O(nodes)
+                                                 to place one)
 fair-share   tenant with the lowest allocated    O(log n) insert/remove, O(T) head
              GPUs / weight first (under its      (T tenants)
              quota_gpus cap), submit order
@@ -28,7 +29,9 @@ sjf          shortest expected duration first    O(log n) insert/remove, O(1) he
 
 n = waiting jobs. Passes run on every event that can change what fits
 (submit, finish, failure, repair, autoscaling); a submit while the head is
-blocked only checks the new job.
+blocked only checks the new job. Preemption considers running jobs of lower
+priority, lowest first and most recently started first, at most
+sim.engine.PREEMPT_SCAN_LIMIT per decision: O(victims x their nodes).
 """
 from __future__ import annotations
 

@@ -19,6 +19,12 @@ tp 8 x ep 8 with tensor-parallel attention. (Their notes say attention DP;
 the perf-overview's published MoE options file nests enable_attention_dp
 under cuda_graph_config, and modelled with attention DP the rows come out
 ~1.5x too fast, so the tensor-parallel reading is the one used.)
+
+An optional ``kv_precision`` column records the KV-cache precision a run
+used when it differs from the serving model's default (FP8 with FP8/FP4
+weights): the Llama 3.1 405B checkpoints of the TensorRT-LLM perf overview
+quantize only the linear layers (their model cards), carry no KV-cache
+scales, and trtllm-bench's KV dtype "auto" then keeps the cache in BF16.
 """
 from __future__ import annotations
 
@@ -79,8 +85,9 @@ def predict(row: dict, catalogs=None) -> tuple[float, str]:
     inp = int(row["input_tokens"]) if row.get("input_tokens") else MLPERF_OPENORCA_INPUT_TOKENS
     out = int(row["output_tokens"]) if row.get("output_tokens") else MLPERF_OPENORCA_OUTPUT_TOKENS
     ttft, tpot = MLPERF_SERVER_SLO if row.get("scenario") == "server" else (None, None)
+    kv = (row.get("kv_precision") or "").strip() or None
     cfg, est, replicas = best_layout(model, gpu, system, fabric, gpus, row["precision"], inp, out,
-                                     ttft_slo=ttft, tpot_slo=tpot, tp=tp)
+                                     ttft_slo=ttft, tpot_slo=tpot, tp=tp, kv_precision=kv)
     layout = f"{replicas}x tp{cfg.tp} pp{cfg.pp}" + (f" ep{cfg.ep}" if cfg.ep > 1 else "") + (
         " attn-dp" if cfg.attention_dp else "")
     return est.output_tokens_per_s * replicas, layout
@@ -118,6 +125,7 @@ def _rows(rows, kind: str, catalogs=None) -> list[dict]:
             "gpu": r["gpu"],
             "gpus": int(r["gpus"]),
             "precision": r["precision"],
+            "kv_precision": (r.get("kv_precision") or "").strip() or None,
             "scenario": r["scenario"],
             "input_tokens": inp,
             "output_tokens": out_t,

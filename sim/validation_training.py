@@ -1,10 +1,12 @@
 """Predicted vs published training figures, one row per published run.
 
 Reads the project's copy of the published figures
-(``sim/data/validation/training.csv``, or any CSV with the same columns),
-rebuilds each run's architecture from its columns (a custom architecture,
-never a catalog special case), predicts it with hardware/perf_training.py
-and returns one dict per row with the relative error.
+(``sim/data/validation/training.csv``: the A100-era runs the model is held
+to; ``sim/data/validation/training_checks.csv``: H100/H800-era runs it is
+checked against; or any CSV with the shared columns), rebuilds each run's
+architecture from its columns, predicts it with hardware/perf_training.py
+and returns one dict per row with the relative error. Nothing is keyed on
+a row: every row goes through the same rules.
 
 How each row is predicted (the same rules for every row):
 
@@ -12,17 +14,26 @@ How each row is predicted (the same rules for every row):
   optional MoE columns experts, active_experts, shared_experts, expert_ffn,
   dense_layers, head_dim). ``gated`` says SwiGLU vs GELU MLP; when the
   column is absent the MLP is taken as gated unless ffn = 4 x hidden (the
-  GPT convention). A row naming a catalog model with blank architecture
-  columns uses the catalog entry.
+  GPT convention). A row naming a catalog model (or alias) starts from the
+  catalog entry, so what the shared columns cannot say (experts, MLA,
+  gating) comes from there, and the columns given override it.
 - Hardware: the row's GPU on its typical system (the catalog system built
   around it; see ``hardware.perf_training.typical_system``) and that
   system's fabric.
-- Layout: tp, pp, dp (and optional cp, ep, micro_batch, recompute, zero)
-  as given; everything left blank is chosen by the parallelism search
-  (fastest layout that fits), i.e. we assume a published run was tuned.
-  ``stack`` names the framework's documented features (workloads.training
-  STACKS: e.g. pre-FlashAttention kernels, DeepSpeed's 1F1B pipeline);
-  blank means today's Megatron-core defaults.
+- Layout: tp, pp, dp (and optional cp, ep, vpp, micro_batch, recompute,
+  zero) as given; everything left blank is chosen by the parallelism
+  search (fastest layout that fits), i.e. we assume a published run was
+  tuned. With tp, pp and dp given, cp is what is left of the GPU count.
+- ``stack`` names the framework's documented features (workloads.training
+  STACKS: e.g. pre-FlashAttention kernels, DeepSpeed's 1F1B pipeline,
+  DualPipe); blank (or a CSV without the column) means ``modern``:
+  Megatron-core with Transformer Engine, FlashAttention, sequence
+  parallelism, TP/DP communication overlap, fp32 gradients, bf16 MoE
+  all-to-all of which half is hidden. A run on older software than that
+  is then predicted as if it ran today's (too fast).
+- Other optional columns and their defaults when blank or absent:
+  ``precision`` bf16 (fp16 is priced as bf16); ``seq_len`` 4096;
+  ``gated`` as above; ``tokens`` (gpu_hours rows) from the notes.
 - Blank GPU count: DEFAULT_CLUSTER_GPUS (2,048; Meta trained LLaMA-65B on
   2,048 A100-80GB, Touvron et al. 2023a Sec. 2.4, and Llama 2 on the same
   RSC/production A100 clusters). Blank batch: ``global_batch_tokens`` or 4M
@@ -69,6 +80,12 @@ _MOE = ("experts", "active_experts", "shared_experts", "expert_ffn", "dense_laye
 
 def default_path():
     return resources.files("sim") / "data" / "validation" / "training.csv"
+
+
+def checks_path():
+    """H100/H800-era published runs the model is checked against (not the
+    set its constants were centred on)."""
+    return resources.files("sim") / "data" / "validation" / "training_checks.csv"
 
 
 def _num(row: dict, key: str, where: str, kind=float) -> Optional[float]:
@@ -170,19 +187,22 @@ def predict_row(row: dict, catalogs, where: str) -> dict:
         "gpus": gpus, "metric": metric, "published": published, "predicted": predicted,
         "error": (predicted - published) / published, "layout": layout, "stack": stack_name,
         "mfu": est.mfu, "step_time_s": est.step_time_s,
-        "searched": sorted(set(("tp", "pp", "dp", "micro_batch", "recompute", "zero")) - set(fixed)),
+        "searched": sorted(set(("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "recompute", "zero")) - set(fixed)),
     }
 
 
 def training_rows(path: Optional[str] = None, catalogs=None) -> list[dict]:
-    """Every row of the training CSV, predicted (see the module docstring)."""
+    """Every row of a training CSV, predicted (see the module docstring):
+    the project's A100-era set by default, ``"checks"`` for the H100/H800-era
+    checks, else a CSV file's path."""
     from sim.catalogs import load_catalogs
     from workloads.files import read_text
 
     catalogs = catalogs or load_catalogs(None)
-    if path is None:
-        text = default_path().read_text(encoding="utf-8")
-        origin = "sim/data/validation/training.csv"
+    if path is None or path == "checks":
+        ref = default_path() if path is None else checks_path()
+        text = ref.read_text(encoding="utf-8")
+        origin = f"sim/data/validation/{ref.name}"
     else:
         text = read_text(path, "validation CSV")
         origin = str(path)

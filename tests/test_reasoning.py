@@ -9,8 +9,9 @@ from hypothesis import given, settings, strategies as st
 from workloads.models import load_models
 from workloads.errors import InputError
 from workloads.reasoning import (Difficulty, ReasoningOutput, TestTimeCompute, TokenLength, compute_multiplier,
-                                 conversation_turns, empirical, fit_difficulty, fixed, from_trace, lognormal,
-                                 output_from_spec, request_flops, request_work)
+                                 conversation_turns, empirical, fit_difficulty, fixed, from_trace,
+                                 generated_tokens_per_request, lognormal, output_from_spec, parallel_sequences,
+                                 request_flops, request_work, verifier_work)
 
 from pathlib import Path
 
@@ -110,6 +111,41 @@ def test_search_and_verifier():
     # the verifier reads prompt + the candidate so far after each of 5 steps
     assert w.verifier_tokens == pytest.approx(12 * sum(200 + 1000 * s / 5 for s in range(1, 6)))
     assert compute_multiplier(200, 1000, ttc) > 12
+
+
+def test_search_depth_is_steps_not_copies():
+    # one accounting for every mode: samples x branching sequences share the
+    # prompt, and each generates the answer once over the depth steps
+    search = {"branching": 3, "depth": 4}
+    assert parallel_sequences() == 1 and parallel_sequences(4) == 4
+    assert parallel_sequences(2, search) == 6
+    assert generated_tokens_per_request(1000, 2, search) == 6000
+    assert generated_tokens_per_request(1000, 2, {"branching": 3, "depth": 1}) == 6000
+    ttc = TestTimeCompute(samples=2, branching=3, depth=4)
+    assert parallel_sequences(ttc.samples, ttc) == ttc.candidates == 6
+    # the scenario's search block reads the same way
+    from sim.scenario import SearchSpec
+    assert parallel_sequences(2, SearchSpec(branching=3, depth=4)) == 6
+    assert verifier_work(100, 1000, 2, search, 0) == (0, 0.0)
+    with pytest.raises(InputError):
+        parallel_sequences(0)
+    with pytest.raises(InputError):
+        parallel_sequences(1, {"branching": 0, "depth": 2})
+    with pytest.raises(InputError):
+        generated_tokens_per_request(-1, 1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(i=st.integers(0, 10_000), o=st.integers(0, 10_000), n=st.integers(1, 16), b=st.integers(1, 4),
+       d=st.integers(1, 6), v=st.integers(0, 3))
+def test_shared_functions_agree_with_request_work(i, o, n, b, d, v):
+    ttc = TestTimeCompute(n, b, d, v)
+    w = request_work(i, o, ttc)
+    assert w.sequences == parallel_sequences(n, ttc)
+    assert w.generated_tokens == generated_tokens_per_request(o, n, {"branching": b, "depth": d})
+    passes, tokens = verifier_work(i, o, n, ttc, v)
+    assert passes == v * n * b * d
+    assert passes * tokens == pytest.approx(w.verifier_tokens)
 
 
 @settings(max_examples=50, deadline=None)

@@ -92,8 +92,13 @@ def test_decode_at_batch_one_streams_the_weights():
     plan = memory_plan(c)
     t = decode_step_time(c, 1, 0)
     stream = plan.weights_bytes_per_gpu / (c.gpu.hbm_bw_Bps * ps.HBM_EFFICIENCY)
-    # weight streaming plus the fixed per-iteration overhead, compute negligible
-    assert t == pytest.approx(stream + ps.ITERATION_OVERHEAD_S + ps.PER_SEQUENCE_OVERHEAD_S, rel=0.01)
+    # weight streaming plus the fixed per-iteration and per-layer overheads, compute negligible
+    fixed = ps.ITERATION_OVERHEAD_S + ps.PER_SEQUENCE_OVERHEAD_S + c.model.layers * ps.LAYER_OVERHEAD_S
+    assert t == pytest.approx(stream + fixed, rel=0.01)
+    parts = ps.iteration_breakdown(c, 0, 0, 1, 0)
+    assert parts["overhead_s"] == pytest.approx(fixed)
+    # the parts that are not details of another part add up to the iteration
+    assert sum(v for k, v in parts.items() if not k.endswith(("compute_s", "memory_s"))) == pytest.approx(t)
 
 
 def test_decode_kv_reads_add_linearly():
@@ -146,10 +151,11 @@ def test_tensor_parallel_speeds_small_batch_decode_but_adds_collectives():
     one = cfg("llama3-70b", "h200", tp=1)
     four = cfg("llama3-70b", "h200", tp=4)
     t1, t4 = decode_step_time(one, 1, 1000), decode_step_time(four, 1, 1000)
-    assert t4 < t1 / 2.5                 # weights split four ways
+    assert t4 < t1 / 2                   # weights split four ways
     assert t4 > t1 / 4                   # but all-reduces and overhead do not shrink
     parts = ps.iteration_breakdown(four, 0, 0, 64, 64000)
-    assert parts["communication_s"] > 0
+    # two all-reduces per layer, each at least the engine's fixed cost per collective
+    assert parts["communication_s"] > 2 * 80 * ps.TP_COLLECTIVE_OVERHEAD_S
     assert ps.iteration_breakdown(one, 0, 0, 64, 64000).get("communication_s", 0) == 0
 
 
@@ -193,6 +199,67 @@ def test_kv_transfer_time_is_linear_in_tokens():
     assert b - a == pytest.approx(a - kv_transfer_time(c, 0, lv) - lv[-1].latency_s * 0, rel=0.05)
     assert kv_transfer_time(c, 0, lv) == 0.0
     assert kv_transfer_time(c, 1000, []) > 0
+
+
+def test_elementwise_traffic_is_replicated_over_tensor_parallel_gpus():
+    # the residual stream and its norms run on every GPU of the tp group; only
+    # the gated activation of the dense MLP is split
+    m = CATS.models.get("llama3-70b")
+    for tp in (1, 2, 8):
+        c = cfg("llama3-70b", "h200", tp=tp)
+        tokens = 512
+        per_token = m.layers * (m.hidden * ps.ELEMENTWISE_HIDDEN_PASSES
+                                + m.ffn / tp * ps.ELEMENTWISE_INNER_PASSES) * ps.ACTIVATION_BYTES
+        expect = tokens * per_token / (c.gpu.hbm_bw_Bps * ps.HBM_EFFICIENCY)
+        assert ps.iteration_breakdown(c, 0, 0, tokens, 0)["elementwise_s"] == pytest.approx(expect, rel=1e-9)
+
+
+CONFIGS = [dict(), dict(model="llama3-70b", gpu="h200", tp=4, pp=2),
+           dict(model="qwen3-235b-a22b", gpu="h200", tp=8, ep=8),
+           dict(model="qwen3-235b-a22b", gpu="h200", tp=8, ep=8, attention_dp=True),
+           dict(model="deepseek-v3", gpu="b200", tp=8, ep=8, precision="fp4")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(which=st.integers(0, len(CONFIGS) - 1), pre=st.integers(0, 9000), ctx=st.integers(0, 30000),
+       dec=st.integers(0, 3000), kv=st.integers(0, 5_000_000), seqs=st.integers(1, 16))
+def test_iteration_is_the_sum_of_its_parts(which, pre, ctx, dec, kv, seqs):
+    c = cfg(**CONFIGS[which])
+    t = iteration_time(c, pre, ctx, dec, kv, seqs)
+    parts = ps.iteration_breakdown(c, pre, ctx, dec, kv, seqs)
+    if pre == 0 and dec == 0:
+        assert t == 0 and parts == {}
+        return
+    assert sum(v for k, v in parts.items() if not k.endswith(("compute_s", "memory_s"))) == pytest.approx(t)
+    if pre == 0:
+        assert t == decode_step_time(c, dec, kv)
+
+
+def test_step_times_are_fast_for_the_request_simulator():
+    c = cfg("llama3-70b", "h100", tp=4)
+    args = [(1 + (97 * i) % 8192, 100 + i % 3000, i % 200, 1000 * (i % 400), 1 + i % 4) for i in range(3000)]
+    iteration_time(c, *args[0])
+    t0 = time.perf_counter()
+    for a in args:
+        iteration_time(c, *a)
+    mixed = (time.perf_counter() - t0) / len(args)
+    t0 = time.perf_counter()
+    for a in args:
+        decode_step_time(c, a[2] + 1, a[3])
+    decode = (time.perf_counter() - t0) / len(args)
+    # ~2-6 us each on one core; the bounds leave room for a loaded CI machine
+    assert mixed < 50e-6 and decode < 30e-6
+
+
+def test_config_hash_and_profile_are_computed_once_and_not_pickled():
+    import pickle
+    c = cfg("llama3-70b", "h200", tp=2)
+    t = iteration_time(c, 512, 300, 64, 64000)
+    assert hash(c) == hash(cfg("llama3-70b", "h200", tp=2))
+    d = pickle.loads(pickle.dumps(c))
+    assert not any(k.startswith("_") for k in vars(d))
+    assert d == c and hash(d) == hash(c)
+    assert iteration_time(d, 512, 300, 64, 64000) == t
 
 
 @settings(max_examples=40, deadline=None)
@@ -319,8 +386,25 @@ def test_reference_set_accuracy():
     assert {"source", "model", "gpu", "config", "metric", "published", "predicted", "error"} <= set(rows[0])
 
 
+def test_runs_carry_their_kv_cache_precision():
+    # the Llama 3.1 405B checkpoints quantise only the linear layers: the KV
+    # cache of those runs is BF16, which the project copy records per row
+    from sim.validation_serving import predict, published
+    rows = [r for r in published("check") if r["model"] == "llama3-405b"]
+    assert rows and all(r["kv_precision"] == "bf16" for r in rows)
+    assert all(not r["kv_precision"] for r in published("check") if r["model"] != "llama3-405b")
+    row = rows[0]
+    bf16, _ = predict(row)
+    fp8, _ = predict({**row, "kv_precision": ""})
+    assert bf16 < fp8
+
+
 def test_further_published_cases_stay_close():
-    s = summary(serving_check_rows())
+    rows = serving_check_rows()
+    s = summary(rows)
     assert s["rows"] > 100
-    assert s["median_abs_error"] <= 0.20
-    assert math.isfinite(s["worst_abs_error"])
+    assert s["median_abs_error"] <= 0.10
+    assert s["worst_abs_error"] <= 0.35, [r for r in rows if abs(r["error"]) > 0.35]
+    # the large dense model is no longer systematically overestimated
+    big = [r["error"] for r in rows if r["model"] == "llama3-405b"]
+    assert abs(sum(big) / len(big)) <= 0.10

@@ -144,6 +144,17 @@ def test_gemm_ceiling_reproduces_mamf_at_its_best_shape():
         t = 2 * m * n * k / (peak * c) + ((m * k + k * n) * bpe + 2 * m * n) / (tbps * 1e12 * pt.HBM_EFFICIENCY)
         assert 2 * m * n * k / t / peak == pytest.approx(frac, rel=1e-9)
         assert 0 < c <= 1
+        # MAMF's best shapes nearly fill their waves
+        assert pt.wave_efficiency(arch, m, n) > 0.96
+
+
+def test_wave_quantization():
+    # 132 SMs, 128 x 256 tiles: 132 tiles fill one wave, 133 need two
+    assert pt.wave_efficiency("hopper", 128 * 12, 256 * 11) == 1.0
+    assert pt.wave_efficiency("hopper", 128 * 133, 256) == pytest.approx(133 / 264)
+    # grouped GEMMs share waves: 4 experts of 33 tiles fill one wave
+    assert pt.wave_efficiency("hopper", 128 * 33, 256, batch=4) == 1.0
+    assert pt.wave_efficiency("ampere", 128 * 109, 256) == pytest.approx(109 / 216)
 
 
 def test_breakdown_sums_to_step_time_and_outputs_agree():
@@ -259,7 +270,7 @@ def test_search_405b_on_16k_h100_is_fast_and_sorted():
     t0 = time.perf_counter()
     top = pt.search(s, gpu, system, fabric, 16384, top=5)
     elapsed = time.perf_counter() - t0
-    assert elapsed < 3.0            # ~0.2 s on one core; generous for a shared CI machine
+    assert elapsed < 1.0            # ~0.1 s on one core
     times = [e.step_time_s for e in top]
     assert times == sorted(times) and all(e.fits for e in top)
     assert all(e.gpus == 16384 for e in top)
@@ -298,3 +309,124 @@ def test_any_valid_layout_is_consistent(layers, hidden_mult, tp, pp, mb, rec, ze
     assert all(v >= 0 for _, v in e.breakdown)
     assert 0 < e.mfu < 1 and e.memory_per_gpu_bytes > 0
     assert math.isfinite(e.tokens_per_s)
+
+
+# ---------------------------------------------------------------------------
+# pipeline memory, stage placement, framework features
+# ---------------------------------------------------------------------------
+
+def test_in_flight_micro_batches():
+    from workloads.training import in_flight
+    # 1F1B: rank r holds pp - r micro-batches, never more than the step has
+    assert [in_flight(ParallelConfig(pp=8), 32, r) for r in (0, 1, 7)] == [8, 7, 1]
+    assert in_flight(ParallelConfig(pp=8), 4, 0) == 4
+    # interleaved (Korthikanti et al. 2022): pp (1 + (pp - 1) / (pp vpp)) on the first stage
+    assert in_flight(ParallelConfig(pp=16, vpp=4), 64, 0) == pytest.approx(16 * (1 + 15 / 64))
+    # ... but only what the step has: 16 micro-batches of 4 chunks all in flight = 16 stages' worth
+    assert in_flight(ParallelConfig(pp=16, vpp=4), 16, 0) == 16
+    assert in_flight(ParallelConfig(pp=1), 10, 0) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(layers=st.integers(2, 130), pp=st.integers(2, 64), head=st.floats(0.0, 3.0), emb=st.floats(0.0, 0.5))
+def test_stage_plan_places_every_layer(layers, pp, head, emb):
+    if pp > layers:
+        return
+    t, (first, mid, last) = pt._stage_plan(layers, pp, 1.0, head, emb)
+    assert 0 <= first <= mid and 0 <= last <= mid and mid <= math.ceil(layers / pp)
+    assert t >= math.ceil(layers / pp) - 1 and t >= max(head, emb)
+    assert t <= math.ceil(layers / pp) + max(head, emb) + 1e-9
+
+
+def test_llama3_405b_stages_drop_a_layer_at_each_end():
+    # Dubey et al. 2024 Sec. 3.3.2: 126 layers on 16 stages, one layer fewer on the first and last
+    _, stages = pt._stage_plan(126, 16, 1.0, 0.66, 0.01)
+    assert stages == (7, 8, 7)
+    m = MODELS.get("llama3-405b")
+    s = Setup(model=m, seq_len=8192, global_batch_seqs=2048)
+    p = ParallelConfig(tp=8, pp=16, dp=64, recompute="none")
+    even = memory_per_gpu(s, p)
+    light = memory_per_gpu(s, p, stages=(7, 8, 7))
+    assert light.total < even.total
+
+
+def test_fp8_keeps_gemm_inputs_at_one_byte():
+    s, b, h, f, t = 2048, 1, GPT.hidden, GPT.ffn, 4
+    p = ParallelConfig(tp=t, micro_batch=b, sp=True, recompute="none")
+    bf = layer_work(GPT, False, Setup(model=GPT, seq_len=s, global_batch_seqs=8), p).act_bytes
+    f8 = layer_work(GPT, False, Setup(model=GPT, seq_len=s, global_batch_seqs=8, precision="fp8"), p).act_bytes
+    T = s * b
+    # QKV and FC1 inputs (h/t each) and the FC2 input (f/t) drop a byte; the
+    # output projection keeps its own fp8 copy of the attention output (h/t)
+    assert bf - f8 == pytest.approx(T * (2 * h / t + f / t - h / t))
+
+
+def test_selective_recompute_drops_norm_outputs_and_activation():
+    s, h, f, t = 2048, GPT.hidden, GPT.ffn, 2
+    setup = Setup(model=GPT, seq_len=s, global_batch_seqs=8)
+    none = layer_work(GPT, False, setup, ParallelConfig(tp=t, recompute="none")).act_bytes
+    sel = layer_work(GPT, False, setup, ParallelConfig(tp=t, recompute="selective")).act_bytes
+    assert none - sel == pytest.approx(s * 2 * (f / t + 2 * h / t))
+
+
+def test_mla_selective_recompute_drops_the_up_projected_keys_and_values():
+    m = MODELS.get("deepseek-v3")
+    setup = Setup(model=m, seq_len=4096, global_batch_seqs=8)
+    w = layer_work(m, True, setup, ParallelConfig(recompute="selective"))
+    assert any(op.name == "kv_up" and op.recompute_selective for op in w.ops)
+    none = layer_work(m, True, setup, ParallelConfig(recompute="none")).act_bytes
+    up = m.heads * (m.qk_nope_dim + m.v_head_dim)
+    assert none - w.act_bytes > 4096 * 2 * up
+
+
+def test_tp_overlap_hides_all_but_one_chunk():
+    gpu, system, fabric = hw("h100")
+    m = MODELS.get("llama3-70b")
+    p = ParallelConfig(tp=8, pp=1, dp=8, micro_batch=1, recompute="full", zero=3)
+    on = pt.evaluate(Setup(model=m, seq_len=8192, global_batch_seqs=64), p, gpu, system, fabric, require_fit=False)
+    off = pt.evaluate(Setup(model=m, seq_len=8192, global_batch_seqs=64, stack=get_stack("llama3-meta")), p,
+                      gpu, system, fabric, require_fit=False)
+    assert on.breakdown_dict["tp_comm"] == pytest.approx(off.breakdown_dict["tp_comm"] / 8, rel=1e-6)
+    assert on.step_time_s < off.step_time_s
+
+
+def test_exposed_context_parallel_gather():
+    gpu, system, fabric = hw("h100")
+    m = MODELS.get("llama3-70b")
+    p = ParallelConfig(tp=8, pp=1, cp=4, dp=2, micro_batch=1, recompute="full", zero=3)
+    base = Setup(model=m, seq_len=65536, global_batch_seqs=16)
+    ring = pt.evaluate(base, p, gpu, system, fabric, require_fit=False).breakdown_dict["cp_comm"]
+    gather = pt.evaluate(Setup(model=m, seq_len=65536, global_batch_seqs=16, stack=get_stack("llama3-meta")), p,
+                         gpu, system, fabric, require_fit=False).breakdown_dict["cp_comm"]
+    assert gather > ring >= 0 and gather > 0
+
+
+def test_bf16_gradients_halve_gradient_memory_and_traffic():
+    m = MODELS.get("llama3-8b")
+    p = ParallelConfig(dp=8, zero=1, recompute="full")
+    fp32 = memory_per_gpu(Setup(model=m, seq_len=4096, global_batch_seqs=64), p)
+    bf16 = memory_per_gpu(Setup(model=m, seq_len=4096, global_batch_seqs=64, stack=get_stack("nemo")), p)
+    assert bf16.gradients == pytest.approx(fp32.gradients / 2)
+
+
+def test_dualpipe_bubble_memory_and_even_stages():
+    gpu, system, fabric = hw("h800")
+    m = MODELS.get("deepseek-v3")
+    p = ParallelConfig(tp=1, pp=16, ep=64, dp=128, micro_batch=1, recompute="full", zero=1)
+    dual = Setup(model=m, seq_len=4096, global_batch_seqs=15360, precision="fp8", stack=get_stack("deepseek-dualpipe"))
+    plain = Setup(model=m, seq_len=4096, global_batch_seqs=15360, precision="fp8")
+    a = pt.evaluate(dual, p, gpu, system, fabric, require_fit=False)
+    b = pt.evaluate(plain, p, gpu, system, fabric, require_fit=False)
+    assert a.breakdown_dict["pp_bubble"] < b.breakdown_dict["pp_bubble"] / 2
+    assert a.breakdown_dict["ep_comm"] < b.breakdown_dict["ep_comm"] and a.breakdown_dict["pp_p2p"] == 0
+    assert a.memory_dict["weights"] == pytest.approx(2 * b.memory_dict["weights"])
+    with pytest.raises(InputError):
+        pt.evaluate(dual, ParallelConfig(tp=1, pp=15, ep=64, dp=128), gpu, system, fabric)
+
+
+def test_interleaving_with_fewer_micro_batches_than_stages():
+    # flexible schedules (Llama 3's tunable N, breadth-first) run any number of micro-batches
+    gpu, system, fabric = hw("h100")
+    s = Setup(model=MODELS.get("llama3-70b"), seq_len=8192, global_batch_seqs=16)
+    e = pt.evaluate(s, ParallelConfig(tp=8, pp=8, dp=2, vpp=2, recompute="full"), gpu, system, fabric)
+    assert e.micro_batches == 8 and e.breakdown_dict["pp_bubble"] > 0

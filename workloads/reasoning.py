@@ -16,7 +16,13 @@ success rate).
 - Conversations: ``conversation_turns`` drops each turn's reasoning tokens
   from the next turn's context, as reasoning models' chat templates do.
 - Test-time compute: ``TestTimeCompute`` (samples, search branching and
-  depth, verifier passes) -> ``request_work`` -> ``RequestWork``.
+  depth, verifier passes) -> ``request_work`` -> ``RequestWork``. The
+  serving side of every mode (request-level simulation, fleet mode,
+  serve-estimate) sizes a request with the same three functions:
+  ``parallel_sequences(samples, search)`` (samples x branching sequences
+  share the prompt; depth is search steps, not copies),
+  ``generated_tokens_per_request(output_tokens, samples, search)`` and
+  ``verifier_work(input_tokens, output_tokens, samples, search, passes)``.
 - Quality: ``Difficulty`` (per-problem success rate ~ Beta(alpha, beta),
   heavy-tailed towards hard problems when alpha < 1), ``pass_at_k``,
   ``majority_at_k``, ``samples_for``, ``fit_difficulty``.
@@ -249,7 +255,66 @@ class TestTimeCompute:
     @property
     def candidates(self) -> int:
         """Sequences decoding side by side."""
-        return self.samples * self.branching
+        return parallel_sequences(self.samples, self)
+
+
+def _whole(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < minimum:
+        raise InputError(f"{name} must be a whole number >= {minimum}, got {value!r}", name,
+                         f"give {minimum} or more")
+    return int(value)
+
+
+def _search_shape(search) -> tuple[int, int]:
+    """(branching, depth) of a search given as None (no search), a
+    TestTimeCompute, a scenario SearchSpec or a mapping."""
+    if search is None:
+        return 1, 1
+    return (_whole(_get(search, "branching", 1), "search.branching", 1),
+            _whole(_get(search, "depth", 1), "search.depth", 1))
+
+
+def parallel_sequences(samples: int = 1, search=None) -> int:
+    """Sequences one request decodes side by side, sharing its prompt's KV
+    cache: samples x search branching.
+
+    A search of `depth` steps does not multiply them: the kept beams carry
+    their prefix forward and every candidate generates the answer once,
+    spread over the depth steps (after each step the best `samples` of the
+    samples x branching candidates are kept and expanded again). `search` is
+    None, a TestTimeCompute (its own `samples` is not read: pass it as
+    `samples`), a scenario SearchSpec or a mapping with branching and depth.
+    This is what a serving estimate takes as its `samples` argument."""
+    branching, _ = _search_shape(search)
+    return _whole(samples, "samples", 1) * branching
+
+
+def generated_tokens_per_request(output_tokens: float, samples: int = 1, search=None) -> float:
+    """Tokens one request decodes in all: output_tokens (per answer, thinking
+    included) x parallel_sequences(samples, search). The decode-work
+    multiplier of test-time search is samples x branching, never x depth."""
+    if not (isinstance(output_tokens, (int, float)) and not isinstance(output_tokens, bool)
+            and math.isfinite(output_tokens) and output_tokens >= 0):
+        raise InputError(f"output tokens must be >= 0, got {output_tokens!r}", "output_tokens",
+                         "give a token count >= 0")
+    return float(output_tokens) * parallel_sequences(samples, search)
+
+
+def verifier_work(input_tokens: float, output_tokens: float, samples: int = 1, search=None,
+                  verifier_passes: int = 0) -> tuple[int, float]:
+    """(passes, mean tokens per pass) of one request's verifier / reward-model
+    scoring: after every search step each of the parallel sequences is read,
+    prompt plus its text so far, `verifier_passes` times (prefill only).
+    passes x mean tokens = RequestWork.verifier_tokens."""
+    passes = _whole(verifier_passes, "verifier_passes", 0)
+    if passes == 0:
+        return 0, 0.0
+    if input_tokens < 0 or output_tokens < 0:
+        raise InputError("token counts must be >= 0", "request", "give input/output tokens >= 0")
+    _, depth = _search_shape(search)
+    n = passes * parallel_sequences(samples, search) * depth
+    mean = float(input_tokens) + float(output_tokens) * (depth + 1) / (2.0 * depth)
+    return n, mean
 
 
 @dataclass(frozen=True)
@@ -282,13 +347,10 @@ def request_work(input_tokens: float, output_tokens: float, ttc: TestTimeCompute
     if input_tokens < 0 or output_tokens < 0:
         raise InputError("token counts must be >= 0", "request", "give input/output tokens >= 0")
     c = ttc.candidates
-    generated = float(c) * output_tokens
+    generated = generated_tokens_per_request(output_tokens, ttc.samples, ttc)
     kv_peak = float(input_tokens) + c * float(output_tokens)
-    verifier = 0.0
-    if ttc.verifier_passes:
-        per_step = [input_tokens + output_tokens * (s + 1) / ttc.depth for s in range(ttc.depth)]
-        verifier = float(ttc.verifier_passes * c * sum(per_step))
-    return RequestWork(float(input_tokens), c, generated, kv_peak, verifier, float(output_tokens))
+    passes, per_pass = verifier_work(input_tokens, output_tokens, ttc.samples, ttc, ttc.verifier_passes)
+    return RequestWork(float(input_tokens), c, generated, kv_peak, passes * per_pass, float(output_tokens))
 
 
 def compute_multiplier(input_tokens: float, output_tokens: float, ttc: TestTimeCompute) -> float:

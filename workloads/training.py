@@ -52,6 +52,7 @@ TRAIN_PRECISIONS = ("bf16", "fp16", "fp8", "fp4")
 
 # Bytes per value (see module docstring for the sources).
 ACT_BYTES = 2.0          # bf16/fp16 activations
+FP8_ACT_BYTES = 1.0      # a GEMM input saved for backward as its fp8 cast (Transformer Engine FP8 training)
 WEIGHT_BYTES = 2.0       # bf16 working weights (fp8 training keeps bf16 weights; TE casts per GEMM)
 GRAD_BYTES = 4.0         # fp32 gradient accumulation buffer (Megatron-LM default for bf16)
 OPTIMIZER_BYTES = 12.0   # fp32 master weights + Adam first and second moments
@@ -120,6 +121,32 @@ class Stack:
     pipeline: the framework has pipeline parallelism at all.
     zero_stages: the optimizer-sharding stages it offers (0 = none).
     context_parallel: the framework can split a sequence over GPUs (CP).
+    tp_overlap: tensor-parallel all-gather / reduce-scatter pipelined with
+      the GEMMs they feed (Megatron-core --tp-comm-overlap, Transformer
+      Engine userbuffers; Wang et al. ASPLOS 2023): the GEMM is split into
+      tp chunks and each chunk's transfer overlaps the previous chunk's
+      math, so one chunk's transfer stays exposed (and any communication
+      longer than the GEMMs).
+    cp_overlap: context-parallel K/V exchange overlapped with attention
+      (Megatron-core's ring attention); otherwise all-gathered before it,
+      on the critical path (Llama 3's all-gather CP, Dubey et al. 2024
+      Sec. 3.3.2).
+    ep_overlap: share of the MoE dispatch/combine all-to-all hidden under
+      computation (never more than the layer's own compute). Megatron-core
+      overlaps the all-to-all with shared-expert and attention work of the
+      same micro-batch (about half); DeepSeek's DualPipe overlaps it with
+      another micro-batch's forward/backward (all of it).
+    fp8_dispatch: under FP8 training the expert inputs are quantized before
+      the dispatch all-to-all, halving its bytes (DeepSeek-V3 Sec. 3.3.2;
+      Megatron-core's default all-to-all dispatcher sends bf16).
+    schedule: pipeline schedule: 1f1b (with interleaving when vpp > 1) or
+      dualpipe (DeepSeek-V3 Sec. 3.2.1: bidirectional, each GPU holds two
+      stages, bubble (pp/2 - 1)(F&B + B - 3W), pp + 1 micro-batches of
+      activations, two copies of the stage's weights and gradients).
+    grad_bytes: bytes per gradient in the accumulation buffer and the
+      data-parallel reduction: 4 (fp32, Megatron-LM's --bf16 default, Llama 3,
+      DeepSeek-V3) or 2 (bf16: NeMo / Megatron-Bridge performance recipes set
+      grad_reduce_in_fp32 = False).
     efficiency: fraction of the modelled kernel throughput the framework
       sustains (1.0 unless a published steady-state figure of that
       framework says otherwise; see STACKS).
@@ -132,40 +159,72 @@ class Stack:
     pipeline: bool = True
     zero_stages: tuple = (1, 2, 3)
     context_parallel: bool = True
+    tp_overlap: bool = True
+    cp_overlap: bool = True
+    ep_overlap: float = 0.5          # Megatron-core: about half hidden (see above)
+    fp8_dispatch: bool = False
+    schedule: str = "1f1b"
+    grad_bytes: float = GRAD_BYTES
     efficiency: float = 1.0
 
 
 STACKS = {
-    # Megatron-core + Transformer Engine, 2023 onwards (also the default for
-    # FSDP/TorchTitan-style stacks: FlashAttention, overlapped DP traffic)
+    # Megatron-core + Transformer Engine, 2024 onwards (the default): flash
+    # attention, sequence and context parallelism (ring attention under the
+    # attention kernel), interleaved 1F1B, TP communication pipelined with
+    # the GEMMs (--tp-comm-overlap), DP traffic overlapped (--overlap-grad-
+    # reduce / --overlap-param-gather), fp32 gradients (Megatron-LM's --bf16
+    # default), bf16 MoE all-to-all about half hidden
     "modern": Stack(),
     # Megatron-LM as in Narayanan et al. SC21: fused softmax (no FlashAttention),
     # no sequence parallelism (2022), interleaved schedule and scatter/gather
     # p2p (introduced there), gradient all-reduce after the pipeline flush
     "megatron-2021": Stack(attention="unfused", sequence_parallel=False, interleaved=True,
                            p2p_scatter_gather=True, dp_overlap=False, zero_stages=(0,),
-                           context_parallel=False),
+                           context_parallel=False, tp_overlap=False),
     # Megatron-DeepSpeed (MT-NLG 2021, BLOOM 2022): Megatron TP kernels with
     # DeepSpeed's pipeline engine (plain 1F1B, whole-tensor p2p)
     "megatron-deepspeed": Stack(attention="unfused", sequence_parallel=False, interleaved=False,
                                 p2p_scatter_gather=False, dp_overlap=False, zero_stages=(0, 1),
-                                context_parallel=False),
+                                context_parallel=False, tp_overlap=False),
     # metaseq (OPT, 2022): Megatron TP + FairScale FSDP, fused softmax, no pipeline
     "metaseq": Stack(attention="unfused", sequence_parallel=False, interleaved=False,
                      p2p_scatter_gather=False, dp_overlap=True, pipeline=False, zero_stages=(0, 3),
-                     context_parallel=False),
+                     context_parallel=False, tp_overlap=False),
     # Meta's Llama 1/2 recipe (Touvron et al. 2023a Sec. 2.4): xformers
     # memory-efficient causal attention (pre-FlashAttention-2), tensor +
     # sequence parallelism, reduced checkpointing, communication overlapped;
     # no pipeline or context parallelism described
     # Its measured steady state, 380 tokens/s/GPU for LLaMA-65B on 2,048
-    # A100-80GB (same paper), is FSDP_TP_2023_EFFICIENCY of what the model
-    # predicts for that run with efficiency 1 (gpusim's own calibration,
-    # recomputed by tests/test_validate.py).
+    # A100-80GB (same paper), is `efficiency` of what the model predicts for
+    # that run with efficiency 1 (gpusim's one calibration to a run,
+    # recomputed by tests/test_validate.py; MosaicML's 2023 H100 benchmarks
+    # in training_checks.csv check it).
     "fsdp-tp-2023": Stack(attention="flash1", sequence_parallel=True, interleaved=False,
                           p2p_scatter_gather=True, dp_overlap=True, pipeline=False, zero_stages=(1, 2, 3),
-                          context_parallel=False, efficiency=0.82),
+                          context_parallel=False, tp_overlap=False, efficiency=0.82),
 }
+
+
+# DeepSeek's HAI-LLM as described for DeepSeek-V3 (DeepSeek-AI 2024 Sec.
+# 3.2-3.3): DualPipe with the EP all-to-all and PP sends fully overlapped,
+# 20 of the H800's 132 SMs kept for communication (so GEMMs get 112/132 of
+# the tensor cores), ZeRO-1 data parallelism, no tensor parallelism needed.
+STACKS["deepseek-dualpipe"] = Stack(interleaved=False, zero_stages=(1,), context_parallel=False,
+                                    ep_overlap=1.0, fp8_dispatch=True, schedule="dualpipe",
+                                    efficiency=112.0 / 132.0)
+# NVIDIA's NeMo / Megatron-Bridge performance recipes (2024-26): Megatron-core
+# as "modern", with gradients accumulated and reduced in bf16
+# (grad_reduce_in_fp32 = False in the published recipes).
+STACKS["nemo"] = replace(STACKS["modern"], grad_bytes=2.0)
+# Meta's Llama 3 stack (Dubey et al. 2024 Sec. 3.3.2-3.3.3): TP/CP/PP/FSDP
+# with an interleaved pipeline, all-gather context parallelism whose
+# K/V gather is exposed, FP32 gradient accumulation and reduce-scatter; no
+# tensor-parallel communication overlap is described.
+STACKS["llama3-meta"] = replace(STACKS["modern"], tp_overlap=False, cp_overlap=False)
+# PyTorch FSDP stacks of 2023 (MosaicML LLM Foundry, Meta's Llama 1/2) share
+# the fsdp-tp-2023 features and its measured efficiency.
+STACKS["fsdp-2023"] = STACKS["fsdp-tp-2023"]
 
 
 def get_stack(name: str, where: str = "stack") -> Stack:
@@ -368,10 +427,22 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
     qkv_out = max(1.0, (m.attn_params - o_params) / h)     # fused QKV (or MLA down/up) projection width
     ops = []
     cast = 3.0 if prec_gemm == "fp8" else 0.0             # read bf16 + write fp8 copy of a GEMM input
+    # bytes per stored GEMM input: Transformer Engine keeps the fp8 copy it
+    # cast for the forward GEMM for the weight-gradient GEMM (FP8 training)
+    gb = FP8_ACT_BYTES if prec_gemm == "fp8" else ACT_BYTES
 
     # --- attention block
-    ops.append(_mem("norm_attn", 4.0 * h * T * a))
-    ops.append(_gemm("qkv", T, qkv_out / t, h, prec_gemm, bwd=wbwd))
+    ops.append(_mem("norm_attn", 4.0 * h * T * a, selective=True))
+    mla_up = 0.0
+    if m.is_mla:
+        # MLA's key/value up-projection from the compressed latent: its own
+        # GEMM, re-run under selective recompute (Megatron-core mla_up_proj,
+        # DeepSeek-V3 Sec. 3.3.3)
+        mla_up = m.heads * (m.qk_nope_dim + m.v_head_dim)
+        ops.append(_gemm("qkv", T, max(1.0, qkv_out - m.kv_lora_rank * mla_up / h) / t, h, prec_gemm, bwd=wbwd))
+        ops.append(replace(_gemm("kv_up", T, mla_up / t, m.kv_lora_rank, prec_gemm, bwd=wbwd), recompute_selective=True))
+    else:
+        ops.append(_gemm("qkv", T, qkv_out / t, h, prec_gemm, bwd=wbwd))
     ops.append(_mem("rope", 4.0 * (q + kvw) / t * T * 0.5))
     heads_local = m.heads / t
     dk, dv = m.attn_qk_dim, m.attn_v_dim
@@ -391,7 +462,7 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
     ops.append(_mem("residual_attn", 6.0 * h * T * a))
 
     # --- MLP block
-    ops.append(_mem("norm_mlp", 4.0 * h * T * a))
+    ops.append(_mem("norm_mlp", 4.0 * h * T * a, selective=True))
     gate = 2.0 if m.gated else 1.0
     mlp_act_store = 0.0
     ep_bytes = 0.0
@@ -406,7 +477,11 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
             n_local = m.experts / p.ep
             ops.append(_gemm("experts_up", per_expert, gate * efn, h, prec_gemm, batch=n_local, bwd=wbwd))
             ops.append(_gemm("experts_down", per_expert, h, efn, prec_gemm, batch=n_local, bwd=wbwd))
-            ep_bytes = routed * h * ACT_BYTES
+            # dispatch carries the expert inputs (fp8 under FP8 training where
+            # the stack quantizes before dispatch, DeepSeek-V3 Sec. 3.3.2),
+            # combine the bf16 outputs; one size each: their average
+            dispatch = gb if setup.stack.fp8_dispatch else ACT_BYTES
+            ep_bytes = routed * h * (dispatch + ACT_BYTES) / 2.0
             ep_a2a = 2                                   # dispatch + combine
         else:
             per_expert = T * k_act / m.experts
@@ -414,29 +489,37 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
             ops.append(_gemm("experts_down", per_expert, h, efn / t, prec_gemm, batch=m.experts, bwd=wbwd))
         ops.append(_mem("expert_act", routed * efn * (2.0 * gate + 2.0), selective=True))
         ops.append(_mem("permute", 4.0 * routed * h * 2.0))
-        mlp_act_store = routed * (gate * efn + efn) * ACT_BYTES + routed * h * ACT_BYTES
-        mlp_act_sel = routed * efn * ACT_BYTES
+        mlp_act_store = routed * (gate * efn * ACT_BYTES + efn * gb) + routed * h * gb
+        mlp_act_sel = routed * efn * gb
         if m.shared_experts:
             sf = m.shared_experts * efn
             ops.append(_gemm("shared_up", T, gate * sf / t, h, prec_gemm, bwd=wbwd))
             ops.append(_gemm("shared_down", T, h, sf / t, prec_gemm, bwd=wbwd))
             ops.append(_mem("shared_act", T * sf / t * (2.0 * gate + 2.0), selective=True))
-            mlp_act_store += T * (gate * sf + sf) / t * ACT_BYTES
-            mlp_act_sel += T * sf / t * ACT_BYTES
+            mlp_act_store += T * (gate * sf * ACT_BYTES + sf * gb) / t
+            mlp_act_sel += T * sf / t * gb
     else:
         f = float(m.ffn)
         ops.append(_gemm("mlp_up", T, gate * f / t, h, prec_gemm, bwd=wbwd))
         ops.append(_mem("mlp_act", T * f / t * (2.0 * gate + 2.0), selective=True))
         ops.append(_gemm("mlp_down", T, h, f / t, prec_gemm, bwd=wbwd))
-        mlp_act_store = T * (gate * f + f) / t * ACT_BYTES
-        mlp_act_sel = T * f / t * ACT_BYTES
+        mlp_act_store = T * (gate * f * ACT_BYTES + f * gb) / t
+        mlp_act_sel = T * f / t * gb
     ops.append(_mem("residual_mlp", 6.0 * h * T * a))
     if cast:
         gemm_in = T * (h * a + o / t + h * a) + (0.0 if moe else T * m.ffn / t)
         ops.append(_mem("fp8_cast", cast * gemm_in))
 
     # --- stored activations (Korthikanti et al. 2022, per tensor)
-    attn_store = T * ACT_BYTES * (2.0 * h * a + (q + kvw) / t + o / t)
+    # norm input (bf16) and norm output = QKV input (a GEMM input: fp8 under
+    # FP8 training), Q K V and the attention output for the attention
+    # backward; under FP8 the output projection keeps its own fp8 copy of it
+    attn_store = T * (ACT_BYTES * h * a + gb * h * a + ACT_BYTES * (q + kvw) / t + ACT_BYTES * o / t)
+    if gb < ACT_BYTES:
+        attn_store += T * gb * o / t
+    if m.is_mla:
+        # the compressed query and key/value latents feed the up-projections
+        attn_store += T * gb * (m.kv_lora_rank + (m.q_lora_rank or 0))
     if setup.attention != "unfused":
         attn_store += 4.0 * T * heads_local        # FlashAttention's fp32 log-sum-exp per query and head
     scores = 0.0
@@ -444,12 +527,15 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
     if setup.attention == "unfused":
         scores = p.micro_batch * heads_local / cp * setup.seq_len * setup.seq_len * UNFUSED_SCORE_ACT_BYTES
         masks = 2.0 * T * h * a        # hidden-dropout masks after attention and MLP (1 byte each)
-    mlp_store = T * ACT_BYTES * 2.0 * h * a + mlp_act_store
+    mlp_store = T * (ACT_BYTES + gb) * h * a + mlp_act_store
     full = attn_store + scores + mlp_store + masks
     if p.recompute == "none":
         act = full
     elif p.recompute == "selective":
-        act = full - scores - mlp_act_sel
+        # Megatron-core selective recompute modules: core attention (the
+        # unfused score matrix), activation functions, norms (their outputs
+        # are the stored QKV / MLP inputs) and MLA's up-projected keys/values
+        act = full - scores - mlp_act_sel - 2.0 * T * gb * h * a - T * ACT_BYTES * mla_up / t
     else:
         act = T * h * a * ACT_BYTES                       # the layer input only
 
@@ -550,82 +636,134 @@ FRAGMENTATION = 0.07
 
 def micro_batches(setup: Setup, p: ParallelConfig) -> int:
     """Micro-batches per data-parallel rank and step: the global batch is
-    rounded to the nearest multiple of dp x micro_batch (at least one)."""
+    rounded to the nearest multiple of dp x micro_batch (at least one).
+    E.g. 2,048 sequences over dp = 128 with micro-batches of 1 give 16."""
     return max(1, round(setup.global_batch_seqs / (p.dp * p.micro_batch)))
 
 
+def in_flight(p: ParallelConfig, m_count: int, rank: int) -> float:
+    """Micro-batches whose activations pipeline rank `rank` holds at its
+    peak, in units of the whole stage's layers. 1F1B: the first stage runs
+    pp forwards before its first backward, rank r pp - r (Narayanan et al.
+    2021). Interleaved with vpp chunks (Megatron-LM's schedule): rank r
+    warms up with 2(pp - r - 1) + (vpp - 1) pp chunk-forwards, then holds
+    one more; each chunk is 1/vpp of the stage. Never more than the step
+    has: m micro-batches x vpp chunks."""
+    if p.pp == 1:
+        return 1.0
+    if p.vpp == 1:
+        return float(min(m_count, p.pp - rank))
+    chunks = min(m_count * p.vpp, 2 * (p.pp - rank - 1) + (p.vpp - 1) * p.pp + 1)
+    return chunks / p.vpp
+
+
+def even_stage_layers(layers: int, pp: int) -> tuple[int, int, int]:
+    """(first, middle, last) stage layer counts when layers are split evenly
+    (the fullest stages hold ceil(L / pp); any shortfall goes to the last)."""
+    if pp == 1:
+        return layers, layers, layers
+    per = math.ceil(layers / pp)
+    last = max(1, layers - (pp - 1) * per)
+    return per, per, last
+
+
 def memory_per_gpu(setup: Setup, p: ParallelConfig, layer_dense: Optional[LayerWork] = None,
-                   layer_moe: Optional[LayerWork] = None) -> Memory:
-    """Peak bytes per GPU on the fullest stage (first stage: most micro-batches
-    in flight plus the embedding; last stage: the output layer and logits)."""
+                   layer_moe: Optional[LayerWork] = None, stages: Optional[tuple[int, int, int]] = None) -> Memory:
+    """Peak bytes per GPU on the fullest pipeline stage. Three stages are
+    checked: the first (embedding, the most micro-batches in flight), the
+    second (a full stage with one micro-batch fewer) and the last (output
+    layer and fp32 logits). `stages` gives (first, middle, last) layer
+    counts; the default is an even split. A model's leading dense layers
+    sit on the first stages."""
     m = setup.model
-    per, moe_n = stage_layers(m, p)
-    dense_n = per - moe_n
-    if layer_dense is None and dense_n:
+    first_n, mid_n, last_n = stages or even_stage_layers(m.layers, p.pp)
+    if p.pp == 1:
+        first_n = mid_n = last_n = m.layers
+    dense_total = m.layers - m.moe_layers
+    if layer_dense is None and dense_total:
         layer_dense = layer_work(m, False, setup, p)
-    if layer_moe is None and moe_n:
+    if layer_moe is None and m.moe_layers:
         layer_moe = layer_work(m, True, setup, p)
     etp = 1 if p.ep > 1 else p.tp
     dp_shard = p.dp * p.cp
     ep_shard = max(1, p.dp * p.cp * p.tp // (p.ep * etp))
-    pd, pe = 0.0, 0.0
-    if dense_n:
-        d, e = layer_params(m, False)
-        pd += dense_n * d / p.tp
-    if moe_n:
-        d, e = layer_params(m, True)
-        pd += moe_n * d / p.tp
-        pe += moe_n * e / (p.ep * etp)
     emb = m.vocab * m.hidden / p.tp
     lora = setup.kind == "lora"
+    gbytes = setup.stack.grad_bytes
+    ad_layer = lora_params(m, setup.lora_rank) / m.layers / p.tp if lora else 0.0
 
-    def states(dense_params: float, expert_params: float) -> tuple[float, float, float]:
+    def split(start: int, n: int) -> tuple[int, int]:
+        """(dense, moe) layers among layers start .. start + n - 1."""
+        dense = max(0, min(start + n, dense_total) - start)
+        return dense, n - dense
+
+    def states(n_dense: int, n_moe: int, extra_dense: float) -> tuple[float, float, float]:
+        pd = extra_dense
+        pe = 0.0
+        if n_dense:
+            pd += n_dense * layer_params(m, False)[0] / p.tp
+        if n_moe:
+            d, e = layer_params(m, True)
+            pd += n_moe * d / p.tp
+            pe += n_moe * e / (p.ep * etp)
         if lora:
-            ad = lora_params(m, setup.lora_rank) / m.layers * per / p.tp
-            w = (dense_params + expert_params) * WEIGHT_BYTES + ad * WEIGHT_BYTES
+            ad = ad_layer * (n_dense + n_moe)
+            w = (pd + pe) * WEIGHT_BYTES + ad * WEIGHT_BYTES
             if p.zero >= 3:
-                w = (dense_params / dp_shard + expert_params / ep_shard) * WEIGHT_BYTES + ad * WEIGHT_BYTES
-            g = ad * GRAD_BYTES / (dp_shard if p.zero >= 2 else 1)
+                w = (pd / dp_shard + pe / ep_shard) * WEIGHT_BYTES + ad * WEIGHT_BYTES
+            g = ad * gbytes / (dp_shard if p.zero >= 2 else 1)
             o = ad * OPTIMIZER_BYTES / (dp_shard if p.zero >= 1 else 1)
             return w, g, o
-        w = (dense_params + expert_params) * WEIGHT_BYTES
+        w = (pd + pe) * WEIGHT_BYTES
         if p.zero >= 3:
-            w = (dense_params / dp_shard + expert_params / ep_shard) * WEIGHT_BYTES
+            w = (pd / dp_shard + pe / ep_shard) * WEIGHT_BYTES
             # two layers gathered at a time (the current one and the prefetched next)
-            dl, el = layer_params(m, moe_n > 0)
+            dl, el = layer_params(m, n_moe > 0)
             w += 2.0 * (dl / p.tp + el / (p.ep * etp)) * WEIGHT_BYTES
         gdiv = (dp_shard, ep_shard) if p.zero >= 2 else (1, 1)
-        g = (dense_params / gdiv[0] + expert_params / gdiv[1]) * GRAD_BYTES
+        g = (pd / gdiv[0] + pe / gdiv[1]) * gbytes
         odiv = (dp_shard, ep_shard) if p.zero >= 1 else (1, 1)
-        o = (dense_params / odiv[0] + expert_params / odiv[1]) * OPTIMIZER_BYTES
+        o = (pd / odiv[0] + pe / odiv[1]) * OPTIMIZER_BYTES
         return w, g, o
 
     m_count = micro_batches(setup, p)
-    if p.pp == 1:
-        in_flight = 1.0
-    else:
-        in_flight = min(m_count, p.pp) * (1.0 + (p.pp - 1) / (p.pp * p.vpp) if p.vpp > 1 else 1.0)
-    per_mb = dense_n * (layer_dense.act_bytes if dense_n else 0.0) + moe_n * (layer_moe.act_bytes if moe_n else 0.0)
-    working = 0.0
-    if p.recompute == "full":
-        lw = layer_moe if moe_n else layer_dense
-        working = lw.act_bytes_full
     T = p.micro_batch * setup.seq_len / p.cp
     logits = T * m.vocab / p.tp * LOGIT_BYTES
 
-    # first stage: embedding + most activations; last stage: output layer + logits
-    out_layer = 0.0 if m.tied_embeddings and p.pp == 1 else emb
-    first_w, first_g, first_o = states(pd + emb + (out_layer if p.pp == 1 else 0.0), pe)
-    first_act = in_flight * per_mb + working
-    last_extra = (emb if (not m.tied_embeddings or p.pp > 1) else 0.0)
-    last_w, last_g, last_o = states(pd + last_extra, pe)
-    last_act = (1.0 if p.pp > 1 else in_flight) * per_mb + working
-    first = (first_w, first_g, first_o, first_act, 0.0 if p.pp > 1 else logits)
-    last = (last_w, last_g, last_o, last_act, logits)
-    best = max((first, "first"), (last, "last"), key=lambda x: sum(x[0]))
-    vals, stage = best
+    dualpipe = setup.stack.schedule == "dualpipe" and p.pp > 1
+
+    def activations(n_dense: int, n_moe: int, rank: int) -> float:
+        per_mb = n_dense * (layer_dense.act_bytes if n_dense else 0.0) + n_moe * (layer_moe.act_bytes if n_moe else 0.0)
+        working = 0.0
+        if p.recompute == "full":
+            working = (layer_moe if n_moe else layer_dense).act_bytes_full
+        if dualpipe:
+            # pp + 1 micro-batches of one stage's activations at the peak
+            return min(m_count, p.pp + 1) * per_mb + working
+        return in_flight(p, m_count, rank) * per_mb + working
+
+    candidates = []
     if p.pp == 1:
-        stage = "only"
+        out_layer = 0.0 if m.tied_embeddings else emb
+        nd, nm = split(0, m.layers)
+        w, g, o = states(nd, nm, emb + out_layer)
+        candidates.append(((w, g, o, activations(nd, nm, 0), logits), "only"))
+    else:
+        nd, nm = split(0, first_n)
+        w, g, o = states(nd, nm, emb)
+        candidates.append(((w, g, o, activations(nd, nm, 0), 0.0), "first"))
+        if p.pp > 2:
+            nd, nm = split(first_n, mid_n)
+            w, g, o = states(nd, nm, 0.0)
+            candidates.append(((w, g, o, activations(nd, nm, 1), 0.0), "second"))
+        nd, nm = split(m.layers - last_n, last_n)
+        w, g, o = states(nd, nm, emb)
+        candidates.append(((w, g, o, activations(nd, nm, p.pp - 1), logits), "last"))
+    if dualpipe:
+        # each GPU holds its stage of both pipeline directions: two copies of
+        # the weights and gradients (one optimizer state, ZeRO-sharded)
+        candidates = [((2.0 * v[0], 2.0 * v[1]) + v[2:], name) for v, name in candidates]
+    vals, stage = max(candidates, key=lambda x: sum(x[0]))
     sub = sum(vals)
     reserved = RESERVED_BYTES + FRAGMENTATION * sub
     return Memory(weights=vals[0], gradients=vals[1], optimizer=vals[2], activations=vals[3],

@@ -11,12 +11,16 @@ NAME = "validate"
 HELP = "predicted vs published training (and serving) figures, with the error"
 DESCRIPTION = ("Predict every published run the project carries (sim/data/validation/training.csv: Megatron-LM, "
                "MT-NLG, OPT, BLOOM, Llama 2; serving rows once that model has them) and print predicted vs "
-               "published, the relative error, and the median and worst |error|.")
+               "published, the relative error, and the median and worst |error|. --checks adds the H100/H800-era "
+               "runs the training model is checked against (sim/data/validation/training_checks.csv: Llama 3, "
+               "DeepSeek-V3, NeMo / Megatron-Bridge, MosaicML).")
 
 
 def add_arguments(parser):
     parser.add_argument("--training-csv", metavar="FILE",
                         help="validate against another CSV with the columns of shared/validation/training.csv")
+    parser.add_argument("--checks", action="store_true",
+                        help="also predict the H100/H800-era checks (training_checks.csv), with their own summary")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
@@ -28,25 +32,43 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
-def run(args) -> int:
-    train = training_rows(args.training_csv)
-    serve = serving_rows()
-    summary = {"training": summarize(train), "serving": summarize(serve), "all": summarize(train + serve)}
-    if args.json:
-        print(json.dumps({"training": train, "serving": serve, "summary": summary}))
-        return 0
-    rows = train + serve
-    head = f"{'family':9s} {'model':16s} {'gpu':10s} {'gpus':>6s} {'metric':20s} {'published':>12s} {'predicted':>12s} {'error':>7s}  source"
-    print(head)
+def _table(rows: list[dict]) -> None:
+    print(f"{'family':9s} {'model':16s} {'gpu':10s} {'gpus':>6s} {'metric':20s} {'published':>12s} "
+          f"{'predicted':>12s} {'error':>7s}  source")
     for r in rows:
         print(f"{r['family']:9s} {r['model'][:16]:16s} {r['gpu'][:10]:10s} {r['gpus']:6d} {r['metric'][:20]:20s} "
               f"{_fmt(r['published']):>12s} {_fmt(r['predicted']):>12s} {r['error'] * 100:+6.1f}%  {r['source']}")
+
+
+def _summary_line(name: str, s: dict) -> None:
+    if s["rows"]:
+        print(f"{name:9s} {s['rows']:3d} rows   median |error| {s['median_abs_error'] * 100:5.1f}%   "
+              f"worst {s['worst_abs_error'] * 100:5.1f}%")
+    else:
+        print(f"{name:9s}   0 rows")
+
+
+def run(args) -> int:
+    train = training_rows(args.training_csv)
+    serve = serving_rows()
+    checks = training_rows("checks") if args.checks else None
+    summary = {"training": summarize(train), "serving": summarize(serve), "all": summarize(train + serve)}
+    if checks is not None:
+        summary["checks"] = summarize(checks)
+    if args.json:
+        out = {"training": train, "serving": serve, "summary": summary}
+        if checks is not None:
+            out["checks"] = checks
+        print(json.dumps(out))
+        return 0
+    _table(train + serve)
     print()
     for fam in ("training", "serving", "all"):
-        s = summary[fam]
-        if s["rows"]:
-            print(f"{fam:9s} {s['rows']:3d} rows   median |error| {s['median_abs_error'] * 100:5.1f}%   "
-                  f"worst {s['worst_abs_error'] * 100:5.1f}%")
-        else:
-            print(f"{fam:9s}   0 rows")
+        _summary_line(fam, summary[fam])
+    if checks is not None:
+        print()
+        print("checks: H100/H800-era published runs (sim/data/validation/training_checks.csv)")
+        _table(checks)
+        print()
+        _summary_line("checks", summary["checks"])
     return 0
