@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -139,12 +138,12 @@ def test_partial_tables_still_render(mutate, tmp_path):
     assert html.count("<section") == len(rp.PLOTS) + 2
 
 
-def test_year_of_minute_samples_renders_in_seconds(tmp_path):
+def test_year_of_minute_samples_renders(tmp_path):
+    # speed is measured by benchmarks/bench_models.py; here: a year renders at all
     r = synthetic(days=365, sample_s=60, n_jobs=20000, n_req=100000)
     assert len(r.utilization) == 525600
-    t0 = time.perf_counter()
-    rp.write_report(r, tmp_path)
-    assert time.perf_counter() - t0 < 15.0  # a few seconds on one core; generous for a shared CI box
+    html = rp.write_report(r, tmp_path).read_text()
+    assert html.count("data:image/png;base64,") >= len(rp.PLOTS)
 
 
 def test_downsample_bins_average_and_keep_the_mean():

@@ -4,7 +4,6 @@ prefix caching, scenario glue."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -364,13 +363,10 @@ def test_synthetic_stream_needs_a_sane_size():
 @pytest.mark.skipif(not REAL_TRACE.exists(), reason="shared Azure conversation trace not present")
 def test_real_azure_conversation_trace_replays():
     tr = load_trace(REAL_TRACE, "azure-llm")
-    t0 = time.perf_counter()
     res = simulate_requests(spec(tr, model="llama3-70b", tp=4, replicas=4))
-    wall = time.perf_counter() - t0
     s = res.summary
     assert s["requests_completed"] == len(tr) == 19366
     assert s["output_tokens_per_s"] == pytest.approx(tr.output_tokens.sum() / (res.requests.finish_s.max()), rel=0.01)
-    assert wall < 30          # the benchmark holds the real target (< 5 s); this only catches blow-ups
 
 
 def test_verifier_passes_extend_e2e_not_tpot():

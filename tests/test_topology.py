@@ -1,7 +1,6 @@
 """The cluster network: DGX SuperPOD switch counts, NVLink domains, leaf
 groups and the queries the scheduler and the collectives use, checked
 against the reference architectures and against the networkx graph."""
-import time
 
 import networkx as nx
 import numpy as np
@@ -265,12 +264,10 @@ def test_bad_pools_are_input_errors():
 
 
 # -------------------------------------------------------------------- scale
-def test_100k_gpu_cluster_index_builds_fast():
-    start = time.perf_counter()
+def test_100k_gpu_cluster_index_builds_without_the_graph():
+    # build speed is measured by benchmarks/bench_models.py
     t = build_topology([PoolSpec("dgx-h100", 12_500)], CAT)
     s = span(t, nodes=np.arange(0, 12_500, 7))
-    elapsed = time.perf_counter() - start
     assert t.gpus == 100_000
-    assert elapsed < 1.0
     assert t.pools[0].tiers == 3 and s.tier == "core"
     assert t._graph is None      # the networkx graph is only built on request
