@@ -5,8 +5,10 @@ request rate, not requests: ``requests_per_s`` x the diurnal profile
 (workloads.traces.diurnal_multiplier, peaking in the afternoon) x monthly
 growth. Every autoscaler ``interval`` the rate becomes the replicas needed
 to serve it within the SLO (hardware.perf_serving.replicas_needed, mean
-token counts, samples per request x search branching x depth, plus
-verifier passes as prompt-only requests), times ``headroom``, clamped to
+token counts, samples per request x search branching parallel sequences
+(workloads.reasoning.parallel_sequences: a search's depth is its number of
+steps, not more copies), plus verifier passes as prompt-only requests
+(workloads.reasoning.verifier_work)), times ``headroom``, clamped to
 [min_replicas, max_replicas]. The engine (sim/engine.py) then takes or
 gives back GPUs: new replicas hold their GPUs from the decision and serve
 after ``scale_up_delay``; surplus replicas (newest first) are released at
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from workloads.errors import InputError
+from workloads.reasoning import parallel_sequences, verifier_work
 from workloads.traces import diurnal_multiplier, sample_tokens
 
 MONTH_S = 30.4375 * 86400.0
@@ -85,13 +88,14 @@ class Fleet:
         per = self._cache.get(key)
         if per is None:
             est = ps.estimate(self.cfg, in_tokens, out_tokens, w.slo.ttft, w.slo.tpot, self.samples)
+            passes, vtok = verifier_work(in_tokens, out_tokens, w.samples_per_request, w.search, w.verifier_passes)
             verify = None
-            if w.verifier_passes:
-                verify = ps.estimate(self.cfg, in_tokens + out_tokens, 1, w.slo.ttft, None, 1)
-            per = self._cache[key] = (est.requests_per_s, verify.requests_per_s if verify else None)
+            if passes:
+                verify = ps.estimate(self.cfg, max(1, round(vtok)), 1, w.slo.ttft, None, 1)
+            per = self._cache[key] = (est.requests_per_s, verify.requests_per_s if verify else None, passes)
         need = rate / per[0]
         if per[1]:
-            need += rate * w.verifier_passes / per[1]
+            need += rate * per[2] / per[1]
         n = math.ceil(need - 1e-9) if rate > 0 else 0
         n = max(n, a.min_replicas)
         if a.max_replicas is not None:
@@ -124,9 +128,7 @@ def build_fleet(workload, index: int, name: str, scenario, catalogs, pool_index:
     if ps.replica_gpus(cfg) > in_service:
         raise InputError(f"a replica needs {ps.replica_gpus(cfg)} GPUs but pool {pool_spec.name!r} has {in_service}",
                          f"{where}.tp", "use a smaller tp/pp or a bigger pool")
-    samples = workload.samples_per_request
-    if workload.search is not None:
-        samples *= workload.search.branching * workload.search.depth
+    samples = parallel_sequences(workload.samples_per_request, workload.search)
     base_dir = getattr(scenario, "base_dir", None)
     fleet = Fleet(index=index, name=name, workload=workload, pool=pool_index, replica_gpus=ps.replica_gpus(cfg),
                   cfg=cfg,
