@@ -2,7 +2,6 @@
 model on hardware (hardware/perf_training.py): closed forms, invariants,
 and the errors bad layouts raise."""
 import math
-import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -264,13 +263,11 @@ def test_stack_limits_what_the_search_may_use():
         get_stack("nemo-2031")
 
 
-def test_search_405b_on_16k_h100_is_fast_and_sorted():
+def test_search_405b_on_16k_h100_is_sorted():
+    # its speed (< 1 s) is measured by benchmarks/bench_models.py
     gpu, system, fabric = hw("h100")
     s = Setup(model=MODELS.get("llama3-405b"), seq_len=8192, global_batch_seqs=2048)
-    t0 = time.perf_counter()
     top = pt.search(s, gpu, system, fabric, 16384, top=5)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 1.0            # ~0.1 s on one core
     times = [e.step_time_s for e in top]
     assert times == sorted(times) and all(e.fits for e in top)
     assert all(e.gpus == 16384 for e in top)
@@ -332,8 +329,13 @@ def test_in_flight_micro_batches():
 def test_stage_plan_places_every_layer(layers, pp, head, emb):
     if pp > layers:
         return
-    t, (first, mid, last) = pt._stage_plan(layers, pp, 1.0, head, emb)
-    assert 0 <= first <= mid and 0 <= last <= mid and mid <= math.ceil(layers / pp)
+    t, (first, second, last) = pt._stage_plan(layers, pp, 1.0, head, emb)
+    k = math.ceil(layers / pp)
+    assert 0 <= first <= k and 0 <= second <= k and 0 <= last <= k
+    if pp == 2:
+        assert first + last == layers          # the second stage is the last
+    else:
+        assert first + last + (pp - 2) * k >= layers >= first + last
     assert t >= math.ceil(layers / pp) - 1 and t >= max(head, emb)
     assert t <= math.ceil(layers / pp) + max(head, emb) + 1e-9
 
