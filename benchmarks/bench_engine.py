@@ -51,7 +51,7 @@ def peak_rss_mib() -> float:
 
 def run_engine(args) -> dict:
     from hardware.catalog import load_catalog
-    from sim.cluster import default_levels
+    from sim.cluster import levels_for
     from sim.engine import Engine, PoolInfo
     from sim.scenario import SchedulerSpec
     from workloads.jobs import Job
@@ -61,16 +61,16 @@ def run_engine(args) -> dict:
     gpu = cat.system_gpu(system)
     fabric = cat.fabric(system.fabric)
     gpus = args.nodes * system.gpus_per_node
-    submit, dur, size = synthetic(args.jobs, gpus, args.load, args.seed)
+    submit, dur, size = synthetic(args.jobs, gpus, args.load, args.seed, args.days * 86400.0)
     t0 = time.perf_counter()
     jobs = [Job(job_id=str(i), family="trace", kind="trace", gpus=int(g), submit_s=float(s), duration_s=float(d))
             for i, (s, d, g) in enumerate(zip(submit.tolist(), dur.tolist(), size.tolist()))]
     t_jobs = time.perf_counter() - t0
     pool = PoolInfo(name="h100", system=system, gpu=gpu, fabric=fabric, nodes=args.nodes,
-                    gpus_per_node=system.gpus_per_node, levels=default_levels(system, fabric, args.nodes))
+                    gpus_per_node=system.gpus_per_node, levels=levels_for(cat, args.system, args.nodes))
     t0 = time.perf_counter()
     eng = Engine([pool], jobs, scheduler=SchedulerSpec(policy=args.policy, backfill_window=args.window),
-                 horizon_s=YEAR_S, sample_interval_s=3600.0, seed=args.seed)
+                 horizon_s=args.days * 86400.0, sample_interval_s=3600.0, seed=args.seed)
     t_build = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()
     eng.run()
@@ -82,7 +82,7 @@ def run_engine(args) -> dict:
     return {"mode": "engine", "jobs": args.jobs, "gpus": gpus, "wall_s": t_run, "cpu_s": cpu, "build_s": t_build,
             "make_jobs_s": t_jobs, "events": eng.events, "events_per_s": eng.events / t_run,
             "completed": done, "started": c["started"], "backfilled": c["backfilled"],
-            "reservations": c["reservations"], "utilization": alloc / (gpus * YEAR_S),
+            "reservations": c["reservations"], "utilization": alloc / (gpus * args.days * 86400.0),
             "mean_wait_h": float(np.mean(waits)) / 3600.0 if waits else 0.0,
             "peak_rss_mib": peak_rss_mib()}
 
@@ -94,7 +94,7 @@ def run_bare(args) -> dict:
 
     system = load_catalog().system(args.system)
     gpus = args.nodes * system.gpus_per_node
-    submit, dur, size = synthetic(args.jobs, gpus, args.load, args.seed)
+    submit, dur, size = synthetic(args.jobs, gpus, args.load, args.seed, args.days * 86400.0)
     submit_l, dur_l = submit.tolist(), dur.tolist()
     env = simpy.Environment()
     count = [0]
@@ -112,7 +112,7 @@ def run_bare(args) -> dict:
 
     env.process(source(env))
     t0, c0 = time.perf_counter(), time.process_time()
-    env.run(until=YEAR_S)
+    env.run(until=args.days * 86400.0)
     t_run, cpu = time.perf_counter() - t0, time.process_time() - c0
     events = 2 * len(submit_l)
     return {"mode": "bare-simpy", "jobs": args.jobs, "gpus": gpus, "wall_s": t_run, "cpu_s": cpu, "events": events,
@@ -124,6 +124,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1_000_000)
     ap.add_argument("--nodes", type=int, default=12_500)
     ap.add_argument("--system", default="dgx-h100")
+    ap.add_argument("--days", type=float, default=YEAR_S / 86400.0,
+                    help="simulated days (with --jobs scaled alike, a shorter run with the same dynamics)")
     ap.add_argument("--load", type=float, default=0.7, help="offered load as a fraction of capacity")
     ap.add_argument("--policy", default="backfill")
     ap.add_argument("--window", type=int, default=100, help="backfill window")

@@ -65,9 +65,26 @@ Efficiency factors (each a named constant below, with its source):
 | DP_OVERLAP | 1.0 | share of the last backward / first forward that hides gradient reduce-scatter / parameter all-gather (Megatron-core, FSDP) |
 | OVERLAP_SLOWDOWN | 0.2 | compute seconds lost per second of communication hidden under it (NCCL holds SMs and HBM bandwidth; overlapped GEMMs 10-30% slower) |
 | MOE_IMBALANCE | 1.10 | busiest GPU's expert work over the mean (balanced routing, DeepSeek-V3 Sec. 2.1.2) |
+| GEMM_MIN_TILE | 64 | M (tokens) padded to whole 64-row tiles (Hopper wgmma): experts that receive few tokens waste most of their tile |
+| EXPERT_LAUNCH_S | 25 us | per-expert GEMM / FP8-quantization launch of Transformer Engine's multi-stream grouped GEMM, exposed after the dropless MoE host sync (TE PR #3134: eight 128-token experts 0.267 ms per-expert vs 0.069 ms in one grouped kernel) |
+| MOE_SYNC_S | 3 x 15 us | host-device syncs of a dropless MoE layer's forward (token counts to the host; AMD Primus "Sync-Free MoE" notes) |
 | Stack (workloads.training) | per framework | what the software overlaps: TP comm pipelined with GEMMs (exposed max(comm/tp, comm - GEMM time)), CP K/V exchange under attention, share of the MoE all-to-all hidden (modern 0.5, DualPipe 1.0), fp8 dispatch, gradient bytes (fp32 / bf16), pipeline schedule, and efficiency (fsdp-tp-2023 0.82: LLaMA-65B's 380 tokens/s/GPU on 2,048 A100; deepseek-dualpipe 112/132: SMs left to GEMMs) |
 | NVLS on Hopper+ | collectives.NVLS_EFFICIENCY | TP all-reduce in the NVSwitch (NVLink SHARP); A100's NVSwitch has none |
 | RUN_GOODPUT | 0.90 (sim/validation_training.py) | steady-state share of a whole run's GPU-time (Llama 3: >90% effective training time) |
+
+A MoE layer (workloads.training.layer_work) is priced from its real
+pieces: the router GEMM and its softmax / top-k / aux-loss traffic over
+the fp32 scores; permute / unpermute and, with several local experts, the
+re-sort of received tokens by expert (bytes proportional to tokens x
+top-k x hidden); the experts as per-expert GEMMs of the real shape
+(tokens per expert = tokens x top-k / experts x EP), sharing waves only
+among the GEMMs that run together (4 streams under Transformer Engine,
+all of them in a grouped kernel), with their FP8 input casts; each
+per-expert launch at EXPERT_LAUNCH_S when the stack's dropless routing
+syncs host and device; dispatch and combine all-to-alls (tokens x top-k x
+hidden x bytes, forward and backward) plus the per-expert token counts
+gathered before each dispatch. Small-expert MoE (Qwen3-30B-A3B: 16 local
+experts of 768) is dominated by this non-GEMM work, not by FLOPs.
 
 Communication is modelled as *exposed* (on the critical path) unless named
 above as overlapped: TP collectives (2 per layer forward, 2 backward, 2 more
@@ -112,6 +129,12 @@ GEMM_MAMF = {
 # at a time in cuBLAS/CUTLASS bf16/fp8 GEMMs (128 x 256 on Ampere and Hopper).
 SM_COUNT = {"ampere": 108, "hopper": 132, "blackwell": 148}
 GEMM_TILE = (128, 256)
+# Smallest row tile cuBLAS/CUTLASS use for skinny GEMMs (Hopper's wgmma
+# instruction computes 64 rows at a time): a GEMM whose M (tokens; an
+# expert's share of them) is not a multiple of it computes the padded rows
+# anyway (a 16-token expert GEMM uses a quarter of its tile). N and K are
+# weight dimensions, multiples of 64 in the models priced here.
+GEMM_MIN_TILE = 64
 # Fraction of the HBM bandwidth streaming (elementwise) kernels reach:
 # nvbandwidth / BabelStream copy kernels on A100 and H100 reach 85-90%.
 HBM_EFFICIENCY = 0.85
@@ -136,6 +159,25 @@ FLASH_HALF_LENGTH = 350.0
 FLASH1_RELATIVE = 0.6
 # Idle gap between dependent kernels (launch latency + tail effect), per kernel.
 KERNEL_GAP_S = 4.0e-6
+# Wall time one per-expert GEMM launch adds beyond its math when the local
+# experts run as separate GEMMs (Transformer Engine's GroupedLinear:
+# a cuBLASLt call per expert on 4 streams, with per-expert tensor splits,
+# allocations and stream events on the host; TE issue #1499 traces the
+# gap to these host ops). TE PR #3134 measures eight 128-token experts at
+# 0.267 ms on that path against 0.069 ms for one grouped CUTLASS launch:
+# (0.267 - 0.069) / 8 = 25 us per expert (B200, NVFP4; the same value is
+# used for every GPU: the cost is on the host). Charged per launch (forward and
+# each backward GEMM, and per-expert FP8 quantization) when the launches
+# follow a host-device sync (dropless MoE, Stack.moe_host_sync), where no
+# queued GPU work hides them; otherwise a launch costs KERNEL_GAP_S.
+EXPERT_LAUNCH_S = 25.0e-6
+# Host-device synchronizations of a dropless MoE layer's forward (token
+# counts to the host for the all-to-all splits, the permutation's output
+# size and the grouped GEMM's per-expert sizes; AMD Primus-Megatron
+# "Sync-Free MoE" design notes): each drains the GPU's queue and costs a
+# device-to-host copy plus the next launch, ~15 us (CUDA D2H latency
+# ~5-10 us, launch ~5 us). Three per MoE layer forward.
+MOE_SYNC_S = 3 * 15.0e-6
 # Share of a window that bucketed gradient reduce-scatter (last micro-batch's
 # backward) or parameter all-gather (first forward) can hide under
 # (Megatron-core --overlap-grad-reduce / --overlap-param-gather; FSDP prefetch).
@@ -175,7 +217,8 @@ def _gemm_key(gpu, precision: str) -> tuple[str, str]:
 def wave_efficiency(arch: str, m: float, n: float, batch: float = 1.0) -> float:
     """Share of the SMs busy over a GEMM's waves: the output is cut into
     GEMM_TILE tiles, one per SM at a time; a last, partial wave leaves SMs
-    idle (wave quantization). Grouped GEMMs (`batch` experts) share waves."""
+    idle (wave quantization). `batch` GEMMs running together (a grouped
+    kernel's experts, or the experts on concurrent streams) share waves."""
     sms = SM_COUNT.get(arch, 132)
     tiles = math.ceil(max(1.0, m) / GEMM_TILE[0]) * math.ceil(max(1.0, n) / GEMM_TILE[1]) * max(1, round(batch))
     return tiles / (math.ceil(tiles / sms) * sms)
@@ -200,14 +243,38 @@ def gemm_ceiling(arch: str, prec: str) -> float:
 
 
 def gemm_time(op: Op, gpu, precision: str) -> float:
-    """Seconds of one forward GEMM op (additive roofline, per kernel gap)."""
+    """Seconds of one forward GEMM op (additive roofline, launch overheads)."""
+    return gemm_math_time(op, gpu, precision) + launch_time(op)
+
+
+def gemm_math_time(op: Op, gpu, precision: str) -> float:
+    """Seconds of a forward GEMM op's math and memory traffic: additive
+    roofline, wave quantization over the GEMMs that run together (all of a
+    grouped kernel's, or `wave_group` at a time), no launch overhead."""
     arch, prec = _gemm_key(gpu, op.precision if precision in ("fp8", "fp4") else "bf16")
     peak = gpu.peak_flops(prec if prec in gpu.tflops else "bf16")
     c = gemm_ceiling(arch, prec)
     bpe = 1.0 if prec == "fp8" else 2.0
     nbytes = op.batch * ((op.m * op.k + op.k * op.n) * bpe + op.m * op.n * 2.0)
-    w = wave_efficiency(arch, op.m, op.n, op.batch)
-    return op.flops / (peak * c * w * TENSOR_SUSTAINED) + nbytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY) + KERNEL_GAP_S
+    group = op.wave_group if op.wave_group > 0 else op.batch
+    w = wave_efficiency(arch, op.m, op.n, group) * tile_padding(op.m)
+    return op.flops / (peak * c * w * TENSOR_SUSTAINED) + nbytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY)
+
+
+def tile_padding(m: float) -> float:
+    """Share of the computed rows that are real when M is padded to whole
+    GEMM_MIN_TILE tiles (1.0 for the token counts of dense layers; below 1
+    for experts that receive only a few tokens)."""
+    m = max(1.0, m)
+    return m / (math.ceil(m / GEMM_MIN_TILE) * GEMM_MIN_TILE)
+
+
+def launch_time(op: Op) -> float:
+    """Seconds the forward op's kernel launches add: KERNEL_GAP_S each, or
+    EXPERT_LAUNCH_S for per-expert launches that follow a host-device sync."""
+    if op.launches > 1 and op.after_sync:
+        return op.launches * EXPERT_LAUNCH_S
+    return op.launches * KERNEL_GAP_S
 
 
 def attention_time(op: Op, gpu) -> tuple[float, float]:
@@ -224,6 +291,11 @@ def attention_time(op: Op, gpu) -> tuple[float, float]:
 
 def mem_time(nbytes: float, gpu) -> float:
     return nbytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY) + KERNEL_GAP_S
+
+
+def mem_op_time(op: Op, gpu) -> tuple[float, float]:
+    """(streaming seconds, launch seconds) of a memory-bound op's forward."""
+    return op.bytes / (gpu.hbm_bw_Bps * HBM_EFFICIENCY), launch_time(op)
 
 
 @dataclass(frozen=True)
@@ -252,10 +324,13 @@ def _time_layer(work: LayerWork, gpu, precision: str, recompute: str, expert_sca
     fwd = bwd = rec = attn = flops = 0.0
     g = a = mm = 0.0
     for op in work.ops:
-        scale = expert_scale if op.name.startswith("experts") or op.name == "expert_act" else 1.0
+        # the busiest GPU's expert work (MOE_IMBALANCE: the tokens it receives)
+        # scales the math and the bytes, not the launches
+        scale = expert_scale if op.name.startswith("expert") or op.name == "sort_chunks" else 1.0
         if op.kind == "gemm":
-            tf = gemm_time(op, gpu, precision) * scale
-            tb = op.bwd * (tf - KERNEL_GAP_S) + op.bwd * KERNEL_GAP_S
+            lf = launch_time(op)
+            tf = gemm_math_time(op, gpu, precision) * scale + lf
+            tb = op.bwd * tf                    # dgrad + wgrad: their math and their launches
             fl = op.flops * (1.0 + op.bwd)
             g += tf + tb
         elif op.kind == "attn":
@@ -264,8 +339,9 @@ def _time_layer(work: LayerWork, gpu, precision: str, recompute: str, expert_sca
             fl = op.flops * (1.0 + op.bwd)
             a += tf + tb
         else:
-            tf = mem_time(op.bytes, gpu) * scale
-            tb = op.bwd * (tf - KERNEL_GAP_S) + KERNEL_GAP_S
+            stream, lf = mem_op_time(op, gpu)
+            tf = stream * scale + lf
+            tb = op.bwd * stream * scale + lf   # the backward launches as many kernels
             fl = 0.0
             mm += tf + tb
         fwd += tf
@@ -280,6 +356,13 @@ def _time_layer(work: LayerWork, gpu, precision: str, recompute: str, expert_sca
                 a += tf
             else:
                 mm += tf
+    # dropless MoE: the forward's host-device syncs leave the GPU idle
+    sync = work.host_syncs_fwd * MOE_SYNC_S
+    fwd += sync
+    mm += sync
+    if recompute == "full":
+        rec += sync
+        mm += sync
     return LayerTime(fwd, bwd, rec, attn, flops, g, a, mm)
 
 
@@ -439,6 +522,11 @@ def _layer_comm(ctx: _Ctx, w: LayerWork, lt: LayerTime, p: ParallelConfig) -> tu
         ep = max((1.0 - stack.ep_overlap) * total, total - (lt.fwd + lt.bwd + lt.recompute))
         if stack.schedule != "dualpipe":
             hidden += total - ep      # DualPipe's reserved SMs are in its stack efficiency
+        if w.host_syncs_fwd:
+            # the token counts gathered before each dispatch (latency-bound,
+            # on the critical path: the dispatch waits for them)
+            fwd_passes = 1 + (1 if p.recompute == "full" else 0)
+            ep += fwd_passes * ctx.coll("all_gather", w.ep_count_bytes, p.ep, 1)
     return tp, cp, ep, hidden
 
 

@@ -1,28 +1,37 @@
 """Cluster state: which GPUs of which node are free, indexed so that placing
 and releasing a job costs bounded work instead of a scan of the cluster.
 
-A pool is a run of nodes numbered 0..n-1, grouped by nested topology levels
-(NVLink domain, leaf switch, scalable unit, ..., and the whole pool on top),
-each level's group a contiguous range of node numbers. The indexes:
+A pool is a run of nodes numbered 0..n-1 grouped by nested topology
+levels: NVLink domain, leaf group, scalable unit, spine pod, and the whole
+pool on top. The groups come from hardware/topology.py (``Topology``'s
+``node_domain``, ``node_group``, ``node_su``, ``node_pod`` and
+``pool_levels``), the one description of the cluster's structure
+(``topology_levels``); each group is a contiguous range of node numbers.
+
+The indexes:
 
 * ``free[node]``: free GPUs of each node (0 for down and spare nodes);
-* partly free nodes in buckets by free count (``partial[f]``) with a bit
-  mask of the non-empty buckets, so the best-fitting node for a small job is
-  a bit trick away;
-* per level, the count of wholly free nodes of every group and the groups in
-  buckets by that count, again with a bit mask: the group that best fits a
-  gang of k whole nodes (the fullest group that still has k free) is found
-  in O(1), and a gang spread over several groups takes the emptiest groups
-  first, touching only the groups it uses;
-* wholly free nodes of every lowest-level group, as an indexed set.
+* partly free nodes in sets by free count (``partial[f]``) with a bit mask
+  of the non-empty ones, so the best-fitting node for a small job is a bit
+  trick and a set pop away;
+* wholly free nodes of every group of the lowest level (the *base* groups:
+  NVLink domains of an NVL72 pool, leaf groups of a DGX pool), and the base
+  groups in sets by that count with a bit mask: the base group that best
+  fits a gang of k nodes (the fullest that still has k free) is O(1);
+* the count of wholly free nodes of every group of each higher level, kept
+  per base group touched; a gang larger than any base group's free room
+  scans the groups of one level (a few hundred at most) for the best fit.
 
-Allocating or releasing k nodes costs O(k x levels). Everything is
-deterministic: sets are lists with a position index, never hashed sets.
+Allocating or releasing a job costs O(1) for a job within a node and
+O(nodes of the job + base groups touched x levels) for a gang. Sets of
+ints iterate and pop in an order that depends only on the operations done,
+so runs are deterministic.
 """
 from __future__ import annotations
 
-from collections import Counter
+from bisect import bisect_left
 from dataclasses import dataclass
+from typing import Optional
 
 UP, SPARE, DOWN = 0, 1, 2
 
@@ -59,29 +68,93 @@ class IndexedSet:
 
 @dataclass(frozen=True)
 class Level:
-    """One topology level: groups of `nodes` nodes; a job inside one group
-    spans `tier` switch tiers (0 = NVLink only, 1 = one leaf, 2 = spine,
-    3 = core)."""
+    """One topology level: groups of up to `nodes` nodes; a job inside one
+    group spans `tier` switch tiers (0 = NVLink only, 1 = one leaf, 2 =
+    spine, 3 = core). `groups`: the group number of each node of the pool
+    (contiguous runs, from hardware.topology); None: node // nodes."""
     name: str
     nodes: int
     tier: int
+    groups: Optional[tuple] = None
 
 
-def default_levels(system, fabric, nodes: int) -> list[Level]:
-    """Topology levels of a pool from its system and fabric when
-    hardware.topology gives none: the NVLink domain; a rail-optimized leaf
-    group (radix/2 nodes, one NIC per node per leaf, capped at the scalable
-    unit); the scalable unit; the two-tier (leaf-spine) reach of radix^2/2
-    ports over the node's NICs; beyond that the core tier."""
+_TOPOLOGY_ARRAYS = {"nvlink_domain": ("node_domain", "first_domain"), "leaf_group": ("node_group", "first_group"),
+                    "su": ("node_su", "first_su"), "pod": ("node_pod", "first_pod")}
+
+
+def topology_levels(topo, pool: int = 0) -> list[Level]:
+    """The nested node groups of pool `pool` of a hardware.topology.Topology,
+    smallest first, with each node's group number (pool-local)."""
+    from hardware.topology import pool_levels
+
+    lay = topo.pools[pool]
+    lo, hi = lay.first_node, lay.first_node + lay.nodes
     out = []
-    if system.nodes_per_domain > 1:
-        out.append(Level("nvlink_domain", system.nodes_per_domain, 0))
-    leaf = max(1, min(system.su_nodes, fabric.radix // 2))
-    out.append(Level("leaf", leaf, 1))
-    out.append(Level("su", system.su_nodes, 1 if system.su_nodes <= leaf else 2))
-    out.append(Level("spine", max(1, fabric.radix * fabric.radix // 2 // system.nics_per_node), 2))
-    out.append(Level("core", max(nodes, 1), 3))
+    for name, nodes, tier in pool_levels(topo, pool):
+        groups = None
+        if name in _TOPOLOGY_ARRAYS:
+            arr, first = _TOPOLOGY_ARRAYS[name]
+            groups = tuple((getattr(topo, arr)[lo:hi] - getattr(lay, first)).tolist())
+        out.append(Level(name, nodes, tier, groups))
     return out
+
+
+def levels_for(catalog, system: str, nodes: int, fabric: str | None = None, oversubscription=1.0) -> list[Level]:
+    """Levels of one pool of `nodes` nodes of a catalog system, laid out by
+    hardware.topology (for engines built without a scenario)."""
+    from hardware.topology import PoolSpec, build_topology
+
+    topo = build_topology([PoolSpec(system=system, nodes=nodes, fabric=fabric, oversubscription=oversubscription)],
+                          catalog)
+    return topology_levels(topo, 0)
+
+
+def _nest(levels: list[Level], n: int) -> tuple[list[Level], list[list[int]]]:
+    """Levels a pool of n nodes keeps (each strictly larger than the one
+    below, the last the whole pool) and each kept level's node -> group
+    list (all but the pool)."""
+    out: list[Level] = []
+    gofs: list[list[int]] = []
+    size = 1
+    top_tier = None
+    for level in levels:
+        if level.groups is not None and len(level.groups) >= n:
+            groups = list(level.groups[:n])
+            first = groups[0] if n else 0
+            groups = [g - first for g in groups]
+            counts: dict[int, int] = {}
+            for g in groups:
+                counts[g] = counts.get(g, 0) + 1
+            s = max(counts.values(), default=1)
+            whole = len(counts) <= 1
+        else:
+            s = max(level.nodes, size)
+            s = -(-s // size) * size
+            groups = None
+            whole = s >= n
+        if whole:
+            top_tier = level.tier
+            break
+        if s <= size:
+            continue
+        if groups is None:
+            groups = [i // s for i in range(n)]
+        if out and out[-1].tier == level.tier:
+            out.pop()        # same tier: the larger group is what counts
+            gofs.pop()
+        if gofs:
+            below = gofs[-1]
+            parent: dict[int, int] = {}
+            for node in range(n):
+                if parent.setdefault(below[node], groups[node]) != groups[node]:
+                    raise ValueError(f"topology level {level.name!r} does not nest the level below")
+        out.append(Level(level.name, s, level.tier, None))
+        gofs.append(groups)
+        size = s
+    if top_tier is None:
+        top_tier = min(3, out[-1].tier + 1) if out else 1
+    out.append(Level("pool", max(n, 1), top_tier))
+    return out, gofs
 
 
 def _lowbit(m: int) -> int:
@@ -95,56 +168,139 @@ class PoolState:
                  levels: list[Level]):
         self.index = index
         self.name = name
-        self.gpn = gpus_per_node
-        self.n = active_nodes + spare_nodes
+        self.gpn = gpn = gpus_per_node
+        self.n = n = active_nodes + spare_nodes
         self.active_nodes = active_nodes
-        # nested levels, each a multiple of the one below, topped by the pool
-        lv: list[Level] = []
-        size = 1
-        top_tier = None
-        for level in levels:
-            s = max(level.nodes, size)
-            s = -(-s // size) * size
-            if s >= self.n:
-                top_tier = level.tier
-                break
-            if s > size:
-                if lv and lv[-1].tier == level.tier:
-                    lv.pop()  # same tier: the larger group is what counts
-                lv.append(Level(level.name, s, level.tier))
-                size = s
-        if top_tier is None:
-            top_tier = (lv[-1].tier + 1) if lv else 1
-        lv.append(Level("pool", -(-max(self.n, 1) // size) * size, top_tier))
-        self.levels = lv
-        self.sizes = [x.nodes for x in lv]
-        self.free = [0] * self.n
-        self.status = bytearray([SPARE]) * self.n
+        self.levels, gofs = _nest(list(levels), n)
+        self.top_tier = self.levels[-1].tier
+        if not gofs:
+            # one level: the pool is the only group
+            gofs = [[0] * n]
+            self.tier = [self.top_tier]
+        else:
+            self.tier = [lv.tier for lv in self.levels[:-1]]
+        self.gof = gofs
+        self.g0 = g0 = gofs[0]
+        nb = (max(g0) + 1) if n else 1
+        # base groups: wholly free nodes, and the groups in sets by that count
+        self.W: list[set] = [set() for _ in range(nb)]
+        size0 = 1
+        sizes: dict[int, int] = {}
+        for g in g0:
+            sizes[g] = sizes.get(g, 0) + 1
+        size0 = max(sizes.values(), default=1)
+        self.B0: list[set] = [set() for _ in range(size0 + 1)]
+        self.m0 = 0
+        # each base group is a contiguous run of nodes: its end bounds it
+        self.g_end = [0] * nb
+        for node in range(n):
+            self.g_end[g0[node]] = node + 1
+        if any(g0[node] < g0[node - 1] for node in range(1, n)) or \
+                any(self.g_end[g0[node]] - node > sizes[g0[node]] for node in range(n)):
+            raise ValueError("base topology groups must be contiguous runs of nodes")
+        # higher tracked levels j = 1..T-1: base group -> group, counts,
+        # children (groups of level j-1) of each group; then the pool's children
+        T = len(gofs)
+        self.T = T
+        self.par: list[list[int]] = [[]]
+        self.cnt: list[list[int]] = [[]]
+        self.kids: list[list[list[int]]] = [[]]
+        first_node = {}
+        for node in range(n - 1, -1, -1):
+            first_node[g0[node]] = node
+        for j in range(1, T):
+            gj = gofs[j]
+            self.par.append([gj[first_node[g]] for g in range(nb)])
+            ng = max(gj) + 1
+            self.cnt.append([0] * ng)
+            kids: list[list[int]] = [[] for _ in range(ng)]
+            below = gofs[j - 1]
+            seen = set()
+            for node in range(n):
+                c = below[node]
+                if c not in seen:
+                    seen.add(c)
+                    kids[gj[node]].append(c)
+            self.kids.append(kids)
+        self.top_kids = sorted(set(gofs[T - 1]))
+        # partly free nodes
+        self.partial: list[set] = [set() for _ in range(gpn + 1)]
+        self.pmask = 0
+        self.free = [0] * n
+        self.status = bytearray([SPARE]) * n
         self.free_gpus = 0
         self.whole_free = 0
-        self.partial = [set() for _ in range(self.gpn + 1)]
-        self.partial_mask = 0
-        ngroups = [-(-self.n // s) for s in self.sizes]
-        self.wf = [[0] * g for g in ngroups]
-        self.buckets = [[set() for _ in range(s + 1)] for s in self.sizes]
-        self.masks = [0] * len(self.sizes)
-        # the top level is one group whose count is whole_free: no buckets kept
-        self.ntrack = len(self.sizes) - 1
-        self.base = [set() for _ in range(ngroups[0])]
         self.spares = IndexedSet()
         self.up_nodes = active_nodes
         self.down_nodes = 0
         # spares sit at the end of the pool
+        free, status = self.free, self.status
         for node in range(active_nodes):
-            self.status[node] = UP
-            self.free[node] = self.gpn
-        self.free_gpus = active_nodes * self.gpn
-        self._whole_many(range(active_nodes), 1)
-        for node in range(active_nodes, self.n):
+            status[node] = UP
+            free[node] = gpn
+        self.free_gpus = active_nodes * gpn
+        self._gain_many(range(active_nodes))
+        for node in range(active_nodes, n):
             self.spares.add(node)
 
-    # -------------------------------------------------------------- indexes
+    # ------------------------------------------------------------- indexes
+    @property
+    def partial_mask(self) -> int:
+        return self.pmask
+
+    def _gain(self, g: int, d: int) -> None:
+        """Base group g gained d wholly free nodes (already in W[g])."""
+        c = len(self.W[g])
+        old = c - d
+        B0 = self.B0
+        if old:
+            b = B0[old]
+            b.discard(g)
+            if not b:
+                self.m0 &= ~(1 << old)
+        b = B0[c]
+        if not b:
+            self.m0 |= 1 << c
+        b.add(g)
+        for j in range(1, self.T):
+            self.cnt[j][self.par[j][g]] += d
+        self.whole_free += d
+
+    def _lose(self, g: int, d: int) -> None:
+        """Base group g lost d wholly free nodes (already out of W[g])."""
+        c = len(self.W[g])
+        old = c + d
+        B0 = self.B0
+        b = B0[old]
+        b.discard(g)
+        if not b:
+            self.m0 &= ~(1 << old)
+        if c:
+            b = B0[c]
+            if not b:
+                self.m0 |= 1 << c
+            b.add(g)
+        for j in range(1, self.T):
+            self.cnt[j][self.par[j][g]] -= d
+        self.whole_free -= d
+
+    def _gain_many(self, nodes) -> None:
+        """Nodes (sorted) became wholly free; the caller set free[]."""
+        g0, W = self.g0, self.W
+        prev, c = -1, 0
+        for node in nodes:
+            g = g0[node]
+            if g != prev:
+                if c:
+                    self._gain(prev, c)
+                prev, c = g, 0
+            W[g].add(node)
+            c += 1
+        if c:
+            self._gain(prev, c)
+
     def _set_free(self, node: int, new: int) -> None:
+        """Generic update of one node's free GPUs (failures, repairs)."""
         old = self.free[node]
         if old == new:
             return
@@ -153,231 +309,265 @@ class PoolState:
             b = self.partial[old]
             b.discard(node)
             if not b:
-                self.partial_mask &= ~(1 << old)
+                self.pmask &= ~(1 << old)
         elif old == gpn:
-            self._whole(node, -1)
+            g = self.g0[node]
+            self.W[g].discard(node)
+            self._lose(g, 1)
         if 0 < new < gpn:
-            self.partial[new].add(node)
-            self.partial_mask |= 1 << new
+            b = self.partial[new]
+            if not b:
+                self.pmask |= 1 << new
+            b.add(node)
         elif new == gpn:
-            self._whole(node, 1)
+            g = self.g0[node]
+            self.W[g].add(node)
+            self._gain(g, 1)
         self.free[node] = new
         self.free_gpus += new - old
-
-    def _move(self, li: int, g: int, d: int) -> None:
-        """Group g of level li gains d wholly free nodes."""
-        wf = self.wf[li]
-        c = wf[g]
-        buckets = self.buckets[li]
-        if c:
-            b = buckets[c]
-            b.discard(g)
-            if not b:
-                self.masks[li] &= ~(1 << c)
-        c += d
-        wf[g] = c
-        if c:
-            b = buckets[c]
-            if not b:
-                self.masks[li] |= 1 << c
-            b.add(g)
-
-    def _whole(self, node: int, d: int) -> None:
-        self.whole_free += d
-        sizes = self.sizes
-        if d > 0:
-            self.base[node // sizes[0]].add(node)
-        else:
-            self.base[node // sizes[0]].discard(node)
-        move = self._move
-        for li in range(self.ntrack):
-            move(li, node // sizes[li], d)
-
-    def _whole_many(self, nodes, d: int) -> None:
-        """Nodes become wholly free (d = 1) or stop being so (d = -1), with
-        one set update and one bucket move per group touched. `nodes` must
-        be sorted (groups are contiguous ranges). The caller sets free[]."""
-        sizes = self.sizes
-        s0 = sizes[0]
-        base = self.base
-        move = self._move
-        counts = Counter(map(s0.__rfloordiv__, nodes))
-        nodes = list(nodes)
-        track = self.ntrack
-        pos = 0
-        for g, c in counts.items():
-            chunk = nodes[pos:pos + c]
-            pos += c
-            if d > 0:
-                base[g].update(chunk)
-            else:
-                base[g].difference_update(chunk)
-            if track:
-                move(0, g, d * c)
-        self.whole_free += d * len(nodes)
-        for li in range(1, track):
-            r = sizes[li] // s0
-            up: dict[int, int] = {}
-            for g, c in counts.items():
-                h = g // r
-                up[h] = up.get(h, 0) + c
-            for h, c in up.items():
-                move(li, h, d * c)
 
     # -------------------------------------------------------------- queries
     def nodes_for(self, gpus: int) -> int:
         """Nodes a job of `gpus` GPUs occupies (whole nodes above one node)."""
         return 1 if gpus <= self.gpn else -(-gpus // self.gpn)
 
+    def max_fit(self) -> int:
+        """The largest job (GPUs) that could start now: a job fits iff its
+        size is at most this (whole nodes above one node)."""
+        if self.whole_free:
+            return self.whole_free * self.gpn
+        return self.pmask.bit_length() - 1 if self.pmask else 0
+
     def fits(self, gpus: int) -> bool:
         """Could a job of `gpus` GPUs start now (O(1))?"""
         if gpus <= self.gpn:
-            return self.whole_free > 0 or (self.partial_mask >> gpus) != 0
-        return self.whole_free >= -(-gpus // self.gpn)
+            return self.whole_free > 0 or (self.pmask >> gpus) != 0
+        return self.whole_free * self.gpn >= gpus
 
     def capacity_gpus(self) -> int:
         return self.active_nodes * self.gpn
 
     # ------------------------------------------------------------ placement
     def allocate(self, gpus: int, topology: bool = True):
-        """Place a gang of `gpus` GPUs: (nodes, gpus_per_node_used) or None.
-        Small jobs take the partly free node that fits best (else a whole
-        node from the fullest group); jobs above one node take whole nodes
-        packed into the fewest groups (topology) or the lowest-numbered free
-        groups (first-fit)."""
+        """Place a gang of `gpus` GPUs: (nodes, GPUs used per node, tiers
+        spanned) or None. A job within a node takes the partly free node
+        that fits best, else a whole node of the fullest base group; jobs
+        above one node take whole nodes packed into the smallest group that
+        holds them, the fullest such (topology), or the lowest-numbered
+        free nodes (first-fit)."""
         gpn = self.gpn
         if gpus < gpn:
-            m = self.partial_mask >> gpus
+            m = self.pmask >> gpus
             if m:
-                f = gpus + _lowbit(m)
-                node = next(iter(self.partial[f]))
-                self._set_free(node, f - gpus)
-                return (node,), gpus
-            if not self.whole_free:
+                f = gpus + ((m & -m).bit_length() - 1)
+                b = self.partial[f]
+                node = b.pop()
+                if not b:
+                    self.pmask ^= 1 << f
+            elif self.whole_free:
+                node = self._take1() if topology else self._first_fit(1)[0]
+                f = gpn
+            else:
                 return None
-            node = self._take_whole(1, topology)[0]
-            self._set_free(node, gpn - gpus)
-            return (node,), gpus
+            nf = f - gpus
+            if nf:
+                b = self.partial[nf]
+                if not b:
+                    self.pmask |= 1 << nf
+                b.add(node)
+            self.free[node] = nf
+            self.free_gpus -= gpus
+            return (node,), gpus, 0
         k = -(-gpus // gpn)
         if self.whole_free < k:
             return None
-        nodes = sorted(self._take_whole(k, topology))
-        free = self.free
-        for node in nodes:
-            free[node] = 0
-        self.free_gpus -= gpn * len(nodes)
-        self._whole_many(nodes, -1)
-        return tuple(nodes), gpn
+        if k == 1:
+            node = self._take1() if topology else self._first_fit(1)[0]
+            self.free[node] = 0
+            self.free_gpus -= gpn
+            return (node,), gpn, 0
+        if topology:
+            nodes, tiers = self._take(k)
+        else:
+            nodes = self._first_fit(k)
+            tiers = self.tiers(nodes)
+        nodes.sort()
+        self.free_gpus -= gpn * k
+        return tuple(nodes), gpn, tiers
 
-    def _take_whole(self, k: int, topology: bool) -> list[int]:
-        """k wholly free nodes (the caller marks them used)."""
-        if not topology:
-            return self._first_fit(k)
-        sizes = self.sizes
-        for li in range(self.ntrack):
-            if k <= sizes[li]:
-                m = self.masks[li] >> k
-                if m:
-                    g = min(self.buckets[li][k + _lowbit(m)])
-                    return self._take_in(li, g, k)
-        if self.whole_free >= k:
-            return self._take_in(self.ntrack, 0, k)
-        raise AssertionError("whole_free said the nodes exist")  # pragma: no cover
+    def _take1(self) -> int:
+        """One wholly free node of the fullest base group."""
+        m0 = self.m0
+        c = (m0 & -m0).bit_length() - 1
+        b = self.B0[c]
+        g = b.pop()
+        if not b:
+            self.m0 = m0 ^ (1 << c)
+        node = self.W[g].pop()
+        if c > 1:
+            b = self.B0[c - 1]
+            if not b:
+                self.m0 |= 1 << (c - 1)
+            b.add(g)
+        if self.T > 1:
+            for j in range(1, self.T):
+                self.cnt[j][self.par[j][g]] -= 1
+        self.whole_free -= 1
+        return node
 
-    def _take_in(self, li: int, g: int, k: int) -> list[int]:
-        """k free nodes inside group g of level li, packed: the best-fitting
-        child group if one holds k, else the fullest children first."""
-        if li == 0:
-            b = self.base[g]
-            return sorted(b)[:k] if len(b) > k else sorted(b)
+    def _take_base(self, g: int, k: int, out: list) -> None:
+        """k wholly free nodes of base group g, lowest-numbered first,
+        marked used."""
+        w = self.W[g]
+        chosen = sorted(w)
+        if k == len(chosen):
+            w.clear()
+        else:
+            chosen = chosen[:k]
+            w.difference_update(chosen)
+        a, b = chosen[0], chosen[-1] + 1
+        if b - a == k:
+            self.free[a:b] = [0] * k
+        else:
+            free = self.free
+            for node in chosen:
+                free[node] = 0
+        out.extend(chosen)
+        self._lose(g, k)
+
+    def _take(self, k: int) -> tuple[list, int]:
+        """k > 1 wholly free nodes, topology-packed: (nodes, tiers)."""
         out: list[int] = []
-        wf = self.wf[li - 1]
-        if li == len(self.sizes) - 1:
-            # the pool: every child is in the level's global buckets
-            masks, buckets = self.masks, self.buckets[li - 1]
-            chosen: list[tuple[int, int]] = []
-            remaining = k
-            m0 = masks[li - 1]
-            taken: dict[int, int] = {}
-            while remaining:
-                m = m0 >> remaining
-                if m:
-                    c = remaining + _lowbit(m)
-                else:
-                    c = m0.bit_length() - 1
-                # the lowest-numbered bucket entry not already chosen
-                child = None
-                for x in sorted(buckets[c]):
-                    if x not in taken:
-                        child = x
-                        break
-                if child is None:
-                    m0 &= ~(1 << c)
-                    continue
-                n = min(c, remaining)
-                taken[child] = n
-                chosen.append((child, n))
-                remaining -= n
-            for child, n in chosen:
-                out.extend(self._take_in(li - 1, child, n))
-            return out
-        ratio = self.sizes[li] // self.sizes[li - 1]
-        lo = g * ratio
-        children = [(wf[c], c) for c in range(lo, min(lo + ratio, len(wf))) if wf[c]]
-        fit = [x for x in children if x[0] >= k]
-        if fit:
-            c, child = min(fit)
-            return self._take_in(li - 1, child, k)
-        children.sort(key=lambda x: (-x[0], x[1]))
+        m = self.m0 >> k
+        if m:
+            c = k + _lowbit(m)
+            g = next(iter(self.B0[c]))
+            self._take_base(g, k, out)
+            return out, self.tier[0]
+        for j in range(1, self.T):
+            cnt = self.cnt[j]
+            fit = [(c, G) for G, c in enumerate(cnt) if c >= k]
+            if fit:
+                self._take_in(j, min(fit)[1], k, out)
+                return out, self.tier[j]
+        self._take_in(self.T, 0, k, out)
+        return out, self.top_tier
+
+    def _take_in(self, j: int, G: int, k: int, out: list) -> None:
+        """k free nodes inside group G of level j (j = T: the pool),
+        packed: the best-fitting child group if one holds what is left,
+        else all of the fullest child, and again."""
+        if j == 0:
+            self._take_base(G, k, out)
+            return
+        kids = self.top_kids if j == self.T else self.kids[j][G]
+        if j == 1:
+            W = self.W
+            avail = [(-len(W[c]), c) for c in kids if W[c]]
+        else:
+            cl = self.cnt[j - 1]
+            avail = [(-cl[c], c) for c in kids if cl[c]]
+        avail.sort()              # fullest first, then lowest-numbered
         remaining = k
-        for c, child in children:
-            n = min(c, remaining)
-            out.extend(self._take_in(li - 1, child, n))
-            remaining -= n
-            if not remaining:
-                break
-        return out
+        i = 0
+        while remaining:
+            # avail[i:e] hold what is left; the best fit is the emptiest of them
+            e = i
+            while e < len(avail) and -avail[e][0] >= remaining:
+                e += 1
+            if e > i:
+                c = avail[e - 1][0]
+                m = e - 1
+                while m > i and avail[m - 1][0] == c:
+                    m -= 1
+                self._take_in(j - 1, avail[m][1], remaining, out)
+                return
+            c, child = avail[i]
+            i += 1
+            self._take_in(j - 1, child, -c, out)
+            remaining += c
 
     def _first_fit(self, k: int) -> list[int]:
-        """The lowest-numbered wholly free nodes (O(groups))."""
+        """The k lowest-numbered wholly free nodes (O(groups))."""
         out: list[int] = []
-        for base in self.base:
-            if base:
-                for node in sorted(base):
-                    out.append(node)
-                    if len(out) == k:
-                        return out
+        W = self.W
+        for g in range(len(W)):
+            w = W[g]
+            if w:
+                self._take_base(g, min(k - len(out), len(w)), out)
+                if len(out) == k:
+                    return out
         raise AssertionError("whole_free said the nodes exist")  # pragma: no cover
 
     def release(self, nodes, per_node: int) -> None:
-        free, status = self.free, self.status
+        """Give back what allocate() gave (nodes sorted, as it returned
+        them; a node is never taken out of service while a job holds it)."""
         gpn = self.gpn
-        if per_node == gpn and len(nodes) > 1:
-            up = [node for node in nodes if status[node] == UP]
-            for node in up:
-                free[node] = gpn
-            self.free_gpus += gpn * len(up)
-            self._whole_many(up, 1)
+        free = self.free
+        if per_node < gpn:
+            node = nodes[0]
+            f = free[node]
+            nf = f + per_node
+            if f:
+                b = self.partial[f]
+                b.discard(node)
+                if not b:
+                    self.pmask ^= 1 << f
+            if nf < gpn:
+                b = self.partial[nf]
+                if not b:
+                    self.pmask |= 1 << nf
+                b.add(node)
+            else:
+                g = self.g0[node]
+                self.W[g].add(node)
+                self._gain(g, 1)
+            free[node] = nf
+            self.free_gpus += per_node
             return
-        for node in nodes:
-            if status[node] == UP:
-                self._set_free(node, free[node] + per_node)
+        self.free_gpus += gpn * len(nodes)
+        g0, W, g_end = self.g0, self.W, self.g_end
+        if len(nodes) == 1:
+            node = nodes[0]
+            free[node] = gpn
+            g = g0[node]
+            W[g].add(node)
+            self._gain(g, 1)
+            return
+        # one chunk per base group (groups are contiguous runs of nodes)
+        i, n = 0, len(nodes)
+        while i < n:
+            a = nodes[i]
+            g = g0[a]
+            e = bisect_left(nodes, g_end[g], i)
+            chunk = nodes[i:e]
+            b = chunk[-1] + 1
+            c = e - i
+            if b - a == c:
+                free[a:b] = [gpn] * c
+            else:
+                for node in chunk:
+                    free[node] = gpn
+            W[g].update(chunk)
+            self._gain(g, c)
+            i = e
 
     # ------------------------------------------------------------ topology
     def tiers(self, nodes) -> int:
-        """Switch tiers a placement spans: 0 inside one node (or NVLink
-        domain), else the tier of the smallest level holding all nodes."""
+        """Switch tiers a placement spans: 0 inside one node, else the tier
+        of the smallest group holding all its nodes."""
         if len(nodes) == 1:
             return 0
         lo, hi = min(nodes), max(nodes)
-        for level in self.levels:
-            s = level.nodes
-            if lo // s == hi // s:
-                return level.tier
-        return self.levels[-1].tier
+        for gof, tier in zip(self.gof, self.tier):
+            if gof[lo] == gof[hi]:
+                return tier
+        return self.top_tier
 
     def groups_spanned(self, nodes) -> dict[str, int]:
-        return {lv.name: len({n // lv.nodes for n in nodes}) for lv in self.levels}
+        out = {lv.name: len({gof[n] for n in nodes}) for lv, gof in zip(self.levels, self.gof)}
+        out[self.levels[-1].name] = 1
+        return out
 
     # ------------------------------------------------------------- failures
     def node_down(self, node: int) -> None:
@@ -435,8 +625,21 @@ class PoolState:
                 assert f == 0
             if 0 < f < gpn:
                 assert node in self.partial[f]
-        for li, s in enumerate(self.sizes[:self.ntrack]):
-            for g, c in enumerate(self.wf[li]):
-                assert c == sum(1 for n in range(g * s, min((g + 1) * s, self.n)) if self.free[n] == gpn), (li, g)
-                if c:
-                    assert g in self.buckets[li][c]
+            for ff in range(1, gpn):
+                if ff != f:
+                    assert node not in self.partial[ff]
+            assert (node in self.W[self.g0[node]]) == (f == gpn), node
+        for f in range(1, gpn):
+            assert bool(self.partial[f]) == bool(self.pmask >> f & 1), ("pmask", f)
+        for g, w in enumerate(self.W):
+            c = len(w)
+            for cc in range(1, len(self.B0)):
+                assert (g in self.B0[cc]) == (cc == c), ("B0", g, c)
+        for c in range(1, len(self.B0)):
+            assert bool(self.B0[c]) == bool(self.m0 >> c & 1), ("m0", c)
+        for j in range(1, self.T):
+            counts = [0] * len(self.cnt[j])
+            for node, f in enumerate(self.free):
+                if f == gpn:
+                    counts[self.gof[j][node]] += 1
+            assert counts == self.cnt[j], ("level", j)

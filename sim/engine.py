@@ -4,17 +4,36 @@ Only job-level events exist: submit, start, finish, preemption, failure,
 repair, cancel, autoscale decisions and sampling ticks. A job's run time
 comes from its fixed duration or from the performance models for the
 placement it actually got (sim/placement.py), never from one event per
-step; checkpoints are accounted in closed form (sim/failures.py). Every
-event is a SimPy Timeout with a callback (no generator process per job),
-so the event heap holds only what is pending: the next arrival, running
-jobs' finishes, and a few periodic ticks.
+step; checkpoints are accounted in closed form (sim/failures.py).
+
+The clock and the event heap are SimPy's (``simpy.Environment``); the run
+loop (``Engine._loop``, the equivalent of ``env.run(until=horizon)``) adds
+two things that keep a job's cost to a few microseconds:
+
+* arrivals are not events: jobs sorted by submit time are walked by a
+  cursor, merged with the heap (a job arriving at the same time as a heap
+  event comes first), so a submit costs no heap push at all;
+* a job's finish is one heap entry ``(end, NORMAL, eid, run)`` pushed
+  straight into the environment's queue and dispatched by the loop (no
+  Process, no Timeout object, no callback list). A stale entry (the job
+  was preempted or failed) is skipped by its eid. Every other event
+  (sampling, autoscaling, failures, repairs, cancels) is an ordinary SimPy
+  Timeout with a callback.
+
+Events at the same time are batched: arrivals and finishes at one instant
+lead to one scheduling pass, run before anything at a later time and
+before any other event (so a sample sees the pass's result).
 
 Per event the engine does bounded work: placement and release through the
-indexes of sim/cluster.py (O(nodes of the job x levels)), queue operations
-through sim/scheduler.py (O(log n)), a backfill pass over at most
-``backfill_window`` waiting jobs, and a reservation walk over running jobs
-by end time only when the blocked head job changes or the cluster changed
-unexpectedly (failure, preemption, autoscaling).
+indexes of sim/cluster.py (O(1) for a job within a node, O(nodes of the job
++ groups touched) for a gang), queue operations through sim/scheduler.py
+(O(log n)), a backfill pass over at most ``backfill_window`` waiting jobs
+(those too big for the free capacity rejected by one comparison each), and
+a reservation walk over running jobs by end time (a copy of the heap,
+popped as far as the walk goes) only when the blocked head job changes or
+the cluster changed unexpectedly (failure, preemption, autoscaling).
+Counters, per-family allocations and the demand integrals are plain ints
+and floats updated in place (sim/metrics.py: O(1) per change).
 
 ``simulate(scenario, catalogs, progress)`` is the whole run: jobs from the
 workloads (trace loaders, sim/generators.py), fleets (sim/fleet.py) and
@@ -24,6 +43,7 @@ results that sim/outputs.py turns into tables and the summary.
 from __future__ import annotations
 
 import heapq
+from heapq import heappush
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,9 +51,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import simpy
-from simpy.events import Timeout
+from simpy.events import NORMAL, Timeout
 
-from sim.cluster import DOWN, UP, IndexedSet, Level, PoolState
+from sim.cluster import DOWN, UP, IndexedSet, PoolState, topology_levels
 from sim.failures import causes as failure_causes, wall_time, work_done
 from sim.metrics import Demand
 from sim.placement import Placement, WorkTimer, ideal_tiers
@@ -58,7 +78,9 @@ PROGRESS_EVERY_S = 1.0
 # ------------------------------------------------------------------ inputs
 @dataclass
 class PoolInfo:
-    """One pool as the generators and duration models see it."""
+    """One pool as the generators and duration models see it. levels: its
+    nested node groups (sim.cluster.topology_levels of the pool's
+    hardware.topology layout)."""
     name: str
     system: Any            # hardware.catalog.System
     gpu: Any               # hardware.catalog.GPU
@@ -96,20 +118,23 @@ class WorkloadContext:
 
 class Run:
     """Engine state of one job (or one inference replica)."""
-    __slots__ = ("i", "job", "gpus", "pools", "est_s", "tenant", "priority", "dkey", "family", "state",
-                 "submit_s", "start_s", "end_s", "pool", "nodes", "per_node", "alloc", "run_start", "run_over",
-                 "run_D", "end_at", "progress", "pending_over", "gen", "gpu_s", "lost_s", "restarts",
-                 "preemptions", "deps", "qkey", "fleet", "tiers", "checkpointable", "ready")
+    __slots__ = ("i", "job", "gpus", "dur", "wkey", "pools", "est_s", "tenant", "priority", "dkey", "fam", "family",
+                 "state", "submit_s", "start_s", "end_s", "pool", "nodes", "per_node", "alloc", "run_start",
+                 "run_over", "run_D", "end_at", "progress", "pending_over", "fin", "gen", "gpu_s", "lost_s",
+                 "restarts", "preemptions", "deps", "qkey", "fleet", "tiers", "checkpointable", "ready")
 
-    def __init__(self, i: int, job: Job, pools: tuple, dkey: int):
+    def __init__(self, i: int, job: Job, pools: tuple, dkey: int, fam: int, wkey: int = -1):
         self.i = i
         self.job = job
         self.gpus = job.gpus
+        self.dur = job.duration_s
+        self.wkey = wkey
         self.pools = pools
         self.est_s = 0.0
         self.tenant = job.tenant
         self.priority = job.priority
         self.dkey = dkey
+        self.fam = fam
         self.family = job.family
         self.state = PENDING
         self.submit_s = None
@@ -125,6 +150,7 @@ class Run:
         self.end_at = 0.0
         self.progress = 0.0
         self.pending_over = 0.0
+        self.fin = -1
         self.gen = 0
         self.gpu_s = 0.0
         self.lost_s = 0.0
@@ -158,16 +184,6 @@ class Reservation:
 class PoolRT:
     info: PoolInfo
     state: PoolState
-
-
-def _by_end(running: dict):
-    """(end, run) of running jobs in order of expected end, lazily: a heap
-    built in O(r), popped only as far as the walk goes."""
-    h = [(e, i) for i, e in running.items()]
-    heapq.heapify(h)
-    pop = heapq.heappop
-    while h:
-        yield pop(h)
 
 
 # ------------------------------------------------------------------ engine
@@ -207,6 +223,10 @@ class Engine:
             st = PoolState(i, info.name, info.gpus_per_node, info.nodes, info.spare_nodes, info.levels)
             self.pools.append(PoolRT(info, st))
         self.pool_index = {p.info.name: i for i, p in enumerate(self.pools)}
+        self.states = [p.state for p in self.pools]
+        self._gpn = [p.state.gpn for p in self.pools]
+        self._heap = self.env._queue         # SimPy's event heap: finish entries go straight in
+        self._eid = self.env._eid
         from hardware.power import gpu_busy_w
         self._power = []
         for pr in self.pools:
@@ -218,50 +238,63 @@ class Engine:
                                     gpu_busy_w(gpu) - gpu.idle_w))
         self.nominal_gpus = sum(p.info.nodes * p.info.gpus_per_node for p in self.pools)
         # accounting
-        self.demand = Demand()
-        self.allocated = 0
-        self.fam_alloc: dict[str, int] = {}
+        self.demand = Demand(self.interval)
+        self.fam_names: list[str] = []
+        self.fam_gpus: list[int] = []             # GPUs allocated per family (fam_names order)
         self.tenant_alloc: dict[str, int] = {}
         self.pool_alloc = [0] * len(self.pools)
         self.pool_gpu_s = [0.0] * len(self.pools)
         self.queued_jobs = 0
         self.queued_gpus = 0
-        self.events = 0
-        self.counts = {"submitted": 0, "started": 0, "completed": 0, "preemptions": 0, "failures": 0,
-                       "failures_hitting_jobs": 0, "repairs": 0, "cancelled": 0, "backfilled": 0,
-                       "scale_ups": 0, "scale_downs": 0, "reservations": 0}
+        self.n_submitted = 0
+        self.n_started = 0
+        self.n_completed = 0
+        self.n_backfilled = 0
+        self._events = 0                          # events other than submits, starts and finishes
+        self._counts = {"preemptions": 0, "failures": 0, "failures_hitting_jobs": 0, "repairs": 0, "cancelled": 0,
+                        "scale_ups": 0, "scale_downs": 0, "reservations": 0}
         self.failure_causes: dict[str, int] = {}
         self.tier_starts = [0, 0, 0, 0]
         self.util_rows: list = []
-        self.util_frag: list = []
-        # jobs
+        # jobs, in submit order
         self.queue = make_queue(self.sched, self.tenant_alloc)
-        order = sorted(range(len(jobs)), key=lambda k: jobs[k].submit_s)
+        subs = [j.submit_s for j in jobs]
+        order = sorted(range(len(jobs)), key=subs.__getitem__)
         self.runs: list[Run] = []
         all_pools = tuple(range(len(self.pools)))
-        dkeys = {}
+        dkeys: dict = {}
+        fams: dict = {}
+        wkeys: dict = {}
+        pool_of: dict = {None: all_pools}
+        runs = self.runs
         for k in order:
             job = jobs[k]
-            if job.pool is not None:
+            pools_ok = pool_of.get(job.pool)
+            if pools_ok is None:
                 if job.pool not in self.pool_index:
                     from workloads.errors import unknown_name
                     raise unknown_name("pool", job.pool, self.pool_index, f"job {job.job_id!r}")
-                pools_ok = (self.pool_index[job.pool],)
-            else:
-                pools_ok = all_pools
-            dk = dkeys.get((job.family, job.kind))
+                pools_ok = pool_of[job.pool] = (self.pool_index[job.pool],)
+            fk = (job.family, job.kind)
+            dk = dkeys.get(fk)
             if dk is None:
-                dk = dkeys[(job.family, job.kind)] = self.demand.key(job.family, job.kind)
-            run = Run(len(self.runs), job, pools_ok, dk)
-            self.runs.append(run)
-            self.fam_alloc.setdefault(job.family, 0)
-        self.n_jobs = len(self.runs)
+                dk = dkeys[fk] = self.demand.key(job.family, job.kind)
+            fi = fams.get(job.family)
+            if fi is None:
+                fi = fams[job.family] = self._family(job.family)
+            wk = -1
+            if job.work is not None and job.duration_s is None and job.duration_fn is None:
+                wk = wkeys.setdefault((job.work, job.gpus), len(wkeys))
+            runs.append(Run(len(runs), job, pools_ok, dk, fi, wk))
+        self.n_jobs = len(runs)
+        self._sub = [max(0.0, r.job.submit_s) for r in runs] + [INF]
+        self._dcache: dict = {}                   # (work key, pool, tiers) -> seconds
         self._check_fit()
         # dependencies
         self.dependents: dict[int, list[int]] = {}
-        if any(r.job.after for r in self.runs):
-            ids = {r.job.job_id: r.i for r in self.runs}
-            for r in self.runs:
+        if any(r.job.after for r in runs):
+            ids = {r.job.job_id: r.i for r in runs}
+            for r in runs:
                 for dep in r.job.after:
                     j = ids.get(dep)
                     if j is None:
@@ -269,23 +302,24 @@ class Engine:
                                          "name a job of the scenario")
                     r.deps += 1
                     self.dependents.setdefault(j, []).append(r.i)
+        self._cancels = any(r.job.cancel_s is not None for r in runs)
         # fleets
         self.fleets = list(fleets or [])
         for f in self.fleets:
             f.dkey = self.demand.key("inference", "serving")
-            self.fam_alloc.setdefault("inference", 0)
-        # indexes used by backfill, preemption and failures
-        # running jobs per pool -> expected end (the reservation walk orders them)
-        self.by_end = [{} for _ in self.pools] if self.backfill else None
+            if "inference" not in fams:
+                fams["inference"] = self._family("inference")
+        # indexes used by preemption and failures
         self.by_prio: dict[int, IndexedSet] | None = {} if self.preemption else None
         self.prio_alloc: dict[int, int] = {}
         need_nodes = self.preemption or self.failures is not None or bool(self.fleets)
         self.node_jobs = [[[] for _ in range(p.state.n)] for p in self.pools] if need_nodes else None
-        # backfill: latest expected end of each node's occupants (a value in
-        # the past once they left; recomputed when one leaves early)
+        # backfill: latest expected end of the occupants of each node shared
+        # by small jobs (a value in the past once they left; recomputed when
+        # one leaves early)
         self.node_end = [[0.0] * p.state.n for p in self.pools] if self.backfill else None
+        self._tracking = self.by_prio is not None or self.node_jobs is not None or self.policy == "fair-share"
         # scheduling state
-        self._next = 0
         self._dirty = True
         self._blocked = None
         self._new: list[Run] = []
@@ -303,23 +337,57 @@ class Engine:
             self.causes = failure_causes(self.failures, total_gpus, total_nodes)
         self.fail_rate = sum(c.rate_per_s for c in self.causes)
         if self.policy == "sjf":
-            for r in self.runs:
+            for r in runs:
                 r.est_s = self.estimate(r.job)
+
+    def _family(self, name: str) -> int:
+        self.fam_names.append(name)
+        self.fam_gpus.append(0)
+        return len(self.fam_names) - 1
+
+    # ------------------------------------------------------------ counters
+    @property
+    def counts(self) -> dict:
+        """Event counts: submitted, started, completed, backfilled,
+        preemptions, failures, repairs, cancelled, scale-ups/downs, ..."""
+        c = {"submitted": self.n_submitted, "started": self.n_started, "completed": self.n_completed,
+             "backfilled": self.n_backfilled}
+        c.update(self._counts)
+        return c
+
+    @property
+    def events(self) -> int:
+        return self.n_submitted + self.n_started + self.n_completed + self._events
+
+    @property
+    def allocated(self) -> int:
+        """GPUs allocated now."""
+        return sum(self.pool_alloc)
+
+    @property
+    def fam_alloc(self) -> dict:
+        """GPUs allocated now per family."""
+        return dict(zip(self.fam_names, self.fam_gpus))
 
     # -------------------------------------------------------------- checks
     def _check_fit(self) -> None:
         """A job that can never fit the cluster is an input error."""
+        biggest: dict = {}
         for r in self.runs:
+            b = biggest.get(r.pools)
+            if b is None or r.gpus > b.gpus:
+                biggest[r.pools] = r
+        for pools, r in biggest.items():
             ok = False
-            for p in r.pools:
+            for p in pools:
                 st = self.pools[p].state
                 if r.gpus <= st.active_nodes * st.gpn and st.nodes_for(r.gpus) <= st.active_nodes:
                     ok = True
                     break
             if not ok:
-                where = self.pools[r.pools[0]].info.name if len(r.pools) == 1 else "any pool"
-                biggest = max(self.pools[p].state.active_nodes * self.pools[p].state.gpn for p in r.pools)
-                raise InputError(f"job {r.job.job_id!r} asks for {r.gpus} GPUs but {where} has {biggest}",
+                where = self.pools[pools[0]].info.name if len(pools) == 1 else "any pool"
+                most = max(self.pools[p].state.active_nodes * self.pools[p].state.gpn for p in pools)
+                raise InputError(f"job {r.job.job_id!r} asks for {r.gpus} GPUs but {where} has {most}",
                                  f"job {r.job.job_id}" + (f" (workload {r.job.workload})" if r.job.workload else ""),
                                  "ask for fewer GPUs or add nodes")
 
@@ -345,74 +413,142 @@ class Engine:
         ev.callbacks.append(fn)
 
     def run(self) -> "Engine":
-        env = self.env
         self._wall0 = time.perf_counter()
-        if self.runs:
-            first = self.runs[0].job.submit_s
-            if first < self.horizon:
-                self._at(max(0.0, first), self._on_arrival)
         for k, f in enumerate(self.fleets):
             if f.start_s < self.horizon:
                 self._at(f.start_s, self._on_fleet_tick, k)
         if self.fail_rate > 0:
             self._at(self.rng.exponential(1.0 / self.fail_rate), self._on_failure)
         self._at(0.0, self._on_sample, 0)
-        env.run(until=self.horizon)
+        self._loop(self.horizon)
         self._finalize()
         return self
+
+    def _loop(self, until: float) -> None:
+        """env.run(until) with arrivals merged in from the sorted submit
+        times and finish entries dispatched directly (see the module doc)."""
+        env = self.env
+        q = env._queue
+        pop = heapq.heappop
+        sub = self._sub
+        arrive = self._arrive
+        finish = self._finish
+        schedule = self._schedule
+        RunT = Run
+        debug = self.debug
+        k = 0
+        now = env._now
+        want = False
+        while True:
+            if q:
+                top = q[0]
+                t = top[0]
+            else:
+                t = INF
+            a = sub[k]
+            if a <= t:
+                if want and a > now:
+                    want = False
+                    if self.queued_jobs or debug:
+                        schedule()
+                    continue
+                if a >= until:
+                    break
+                env._now = now = a
+                k = arrive(k, now)
+                want = True
+                continue
+            if want and (t > now or top[3].__class__ is not RunT):
+                want = False
+                if self.queued_jobs or debug:
+                    schedule()
+                continue
+            if t >= until:
+                break
+            t, _, eid, ev = pop(q)
+            env._now = now = t
+            if ev.__class__ is RunT:
+                if ev.fin == eid:
+                    finish(ev, t)
+                    want = True
+                continue
+            callbacks, ev.callbacks = ev.callbacks, None
+            for cb in callbacks:
+                cb(ev)
+            if not ev._ok and not hasattr(ev, "_defused"):
+                exc = type(ev._value)(*ev._value.args)
+                exc.__cause__ = ev._value
+                raise exc
+        env._now = until
 
     @property
     def wall_s(self) -> float:
         return time.perf_counter() - self._wall0 if self._wall0 is not None else 0.0
 
     # ------------------------------------------------------------- arrivals
-    def _on_arrival(self, ev) -> None:
-        now = self.env.now
-        runs, k, n = self.runs, self._next, self.n_jobs
+    def _arrive(self, k: int, now: float) -> int:
+        """Submit every job whose submit time is now (from index k); returns
+        the index of the next job to arrive. A job that finds the queue
+        empty starts at once if it fits."""
+        runs, sub = self.runs, self._sub
         q = self.queue
         direct = self.policy != "fair-share"
-        while k < n and runs[k].job.submit_s <= now:
+        states = self.states
+        topology = self.topology
+        start = self._start
+        new = self._new
+        cancels = self._cancels
+        dm = self.demand
+        dem, dacc = dm.dem, dm.dem_acc
+        w = dm.end - now
+        n = 0
+        while sub[k] <= now:
             r = runs[k]
             k += 1
+            if cancels and r.job.cancel_s is not None:
+                self._at(max(0.0, r.job.cancel_s - now), self._on_cancel, r.i)
             if r.deps:
                 r.state = WAITING
-            elif direct and not len(q):
-                # an empty queue: the new job is the head; start it if it fits
-                self._submit(r, now, enqueue=False)
-                if not self._place_now(r):
+                continue
+            g = r.gpus
+            r.state = QUEUED
+            r.submit_s = now
+            n += 1
+            dk = r.dkey
+            dem[dk] += g
+            dacc[dk] += g * w
+            if direct and not self.queued_jobs:
+                # the queue is empty: the new job is the head; start it if it fits
+                for p in r.pools:
+                    st = states[p]
+                    gpn = st.gpn
+                    if (st.whole_free or st.pmask >> g) if g <= gpn else st.whole_free * gpn >= g:
+                        nodes, per, tiers = st.allocate(g, topology)
+                        start(r, p, nodes, per, tiers, now)
+                        break
+                else:
+                    self.queued_jobs += 1
+                    self.queued_gpus += g
                     q.push(r)
-                    self._new.append(r)
-            else:
-                self._submit(r, now)
-            c = r.job.cancel_s
-            if c is not None:
-                self._at(max(0.0, c - now), self._on_cancel, r.i)
-        self._next = k
-        if k < n and runs[k].job.submit_s < self.horizon:
-            self._at(runs[k].job.submit_s - now, self._on_arrival)
-        self._schedule()
+                    new.append(r)
+                continue
+            self.queued_jobs += 1
+            self.queued_gpus += g
+            q.push(r)
+            new.append(r)
+        self.n_submitted += n
+        return k
 
-    def _submit(self, r: Run, now: float, enqueue: bool = True) -> None:
+    def _submit(self, r: Run, now: float) -> None:
+        """Submit a job later than its arrival (a dependency finished)."""
         r.state = QUEUED
         r.submit_s = now
         self.queued_jobs += 1
         self.queued_gpus += r.gpus
         self.demand.change(r.dkey, now, r.gpus, 0)
-        self.counts["submitted"] += 1
-        self.events += 1
-        if enqueue:
-            self.queue.push(r)
-            self._new.append(r)
-
-    def _place_now(self, r: Run) -> bool:
-        """Start a job that is not in the queue, if it fits now."""
-        for p in r.pools:
-            st = self.pools[p].state
-            if st.fits(r.gpus):
-                nodes, per = st.allocate(r.gpus, self.topology)
-                self._start(r, p, nodes, per)
-                return True
-        return False
+        self.n_submitted += 1
+        self.queue.push(r)
+        self._new.append(r)
 
     def _on_cancel(self, ev) -> None:
         r = self.runs[ev._value]
@@ -428,8 +564,8 @@ class Engine:
             return
         r.state = CANCELLED
         r.end_s = now
-        self.counts["cancelled"] += 1
-        self.events += 1
+        self._counts["cancelled"] += 1
+        self._events += 1
         self._schedule()
 
     # ----------------------------------------------------------- scheduling
@@ -476,20 +612,26 @@ class Engine:
         for p in r.pools:
             st = pools[p].state
             if st.fits(r.gpus):
-                alloc = st.allocate(r.gpus, self.topology)
+                nodes, per, tiers = st.allocate(r.gpus, self.topology)
                 self.queue.remove(r)
-                self._start(r, p, alloc[0], alloc[1])
+                self.queued_jobs -= 1
+                self.queued_gpus -= r.gpus
+                self._start(r, p, nodes, per, tiers, self.env._now)
                 return True
         return False
 
-    def _duration(self, r: Run, p: int, nodes: tuple) -> float:
-        job = r.job
-        st = self.pools[p].state
-        tiers = st.tiers(nodes)
-        r.tiers = tiers
-        if job.duration_s is not None:
-            return job.duration_s
-        return self.timer.seconds(job, self.placement(p, job.gpus, nodes, tiers))
+    def _duration(self, r: Run, p: int, nodes: tuple, tiers: int) -> float:
+        """Seconds of the job's work on this placement (fixed, or from the
+        performance models, cached per (work, GPUs, pool, tiers))."""
+        if r.dur is not None:
+            return r.dur
+        if r.wkey >= 0:
+            key = (r.wkey, p, tiers)
+            d = self._dcache.get(key)
+            if d is None:
+                d = self._dcache[key] = self.timer.seconds(r.job, self.placement(p, r.gpus, nodes, tiers))
+            return d
+        return self.timer.seconds(r.job, self.placement(p, r.gpus, nodes, tiers))
 
     def _wall(self, r: Run, D: float) -> float:
         remaining = (1.0 - r.progress) * D
@@ -499,53 +641,58 @@ class Engine:
             return wall_time(remaining, r.pending_over, self.ckpt_interval, self.ckpt_cost)
         return wall_time(remaining, r.pending_over, INF, 0.0)
 
-    def _start(self, r: Run, p: int, nodes: tuple, per: int, D: float | None = None) -> None:
-        now = self.env.now
+    def _start(self, r: Run, p: int, nodes: tuple, per: int, tiers: int, now: float, D: float | None = None) -> None:
         if D is None:
-            if r.job.duration_s is not None:
-                D = r.job.duration_s
-                r.tiers = self.pools[p].state.tiers(nodes) if len(nodes) > 1 else 0
-            else:
-                D = self._duration(r, p, nodes)
-        wall = self._wall(r, D)
+            D = r.dur
+            if D is None:
+                D = self._duration(r, p, nodes, tiers)
+        if r.progress or r.pending_over or self.ckpt_cost:
+            wall = self._wall(r, D)
+            r.run_over = r.pending_over
+            r.pending_over = 0.0
+        else:
+            wall = D
         a = len(nodes) * per
+        end = now + wall
         r.pool = p
         r.nodes = nodes
         r.per_node = per
         r.alloc = a
+        r.tiers = tiers
         r.run_D = D
-        r.run_over = r.pending_over
-        r.pending_over = 0.0
         r.run_start = now
-        r.end_at = now + wall
+        r.end_at = end
         if r.start_s is None:
             r.start_s = now
         r.state = RUNNING
-        r.gen += 1
-        ev = Timeout(self.env, wall, (r.i, r.gen))
-        ev.callbacks.append(self._on_finish)
-        self._account_start(r, p, a, now)
-        self.queued_jobs -= 1
-        self.queued_gpus -= r.gpus
-        self.demand.change(r.dkey, now, 0, r.gpus)
-        if self.by_end is not None:
-            self.by_end[p][r.i] = r.end_at
-            if per < self.pools[p].state.gpn:
-                # only nodes shared by small jobs can take a backfill candidate
-                # while occupied: their latest end is what the check needs
-                ends = self.node_end[p]
-                node = nodes[0]
-                if ends[node] < r.end_at:
-                    ends[node] = r.end_at
-        if r.tiers >= 0:
-            self.tier_starts[min(r.tiers, 3)] += 1
-        self.counts["started"] += 1
-        self.events += 1
-
-    def _account_start(self, r: Run, p: int, a: int, now: float) -> None:
-        self.allocated += a
+        eid = next(self._eid)
+        r.fin = eid
+        heappush(self._heap, (end, NORMAL, eid, r))
+        # accounting
         self.pool_alloc[p] += a
-        self.fam_alloc[r.family] += a
+        self.fam_gpus[r.fam] += a
+        if self._tracking:
+            self._track(r, p, a)
+        g = r.gpus
+        dm = self.demand
+        dk = r.dkey
+        dm.srv[dk] += g
+        dm.srv_acc[dk] += g * (dm.end - now)
+        ends = self.node_end
+        if ends is not None and per < self._gpn[p]:
+            # only nodes shared by small jobs can take a backfill candidate
+            # while occupied: their latest end is what the check needs
+            e = ends[p]
+            node = nodes[0]
+            if e[node] < end:
+                e[node] = end
+        self.tier_starts[tiers] += 1
+        self.n_started += 1
+
+    def _track(self, r: Run, p: int, a: int) -> None:
+        """Indexes only some configurations need: tenants' GPUs (fair-share),
+        running jobs by priority (preemption), jobs per node (failures,
+        preemption, fleets)."""
         self.tenant_alloc[r.tenant] = self.tenant_alloc.get(r.tenant, 0) + a
         if self.by_prio is not None:
             s = self.by_prio.get(r.priority)
@@ -558,19 +705,8 @@ class Engine:
             for node in r.nodes:
                 nj[node].append(r.i)
 
-    def _release(self, r: Run, now: float) -> None:
-        p = r.pool
-        self.pools[p].state.release(r.nodes, r.per_node)
-        a = r.alloc
-        used = a * (now - r.run_start)
-        r.gpu_s += used
-        self.pool_gpu_s[p] += used
-        self.allocated -= a
-        self.pool_alloc[p] -= a
-        self.fam_alloc[r.family] -= a
+    def _untrack(self, r: Run, p: int, a: int, now: float) -> None:
         self.tenant_alloc[r.tenant] -= a
-        if self.by_end is not None and r.fleet is None:
-            del self.by_end[p][r.i]
         if self.by_prio is not None:
             self.by_prio[r.priority].remove(r.i)
             self.prio_alloc[r.priority] -= a
@@ -578,35 +714,70 @@ class Engine:
             nj = self.node_jobs[p]
             for node in r.nodes:
                 nj[node].remove(r.i)
-            if self.node_end is not None and r.end_at > now and r.per_node < self.pools[p].state.gpn:
+            if self.node_end is not None and r.end_at > now and r.per_node < self._gpn[p]:
                 # left before its expected end: the nodes' latest end is that of who stays
                 ends, runs = self.node_end[p], self.runs
                 for node in r.nodes:
                     ends[node] = max((runs[j].end_at for j in nj[node]), default=0.0)
+
+    def _account_start(self, r: Run, p: int, a: int, now: float) -> None:
+        """Allocation books of a replica start (jobs: _start)."""
+        self.pool_alloc[p] += a
+        self.fam_gpus[r.fam] += a
+        self._track(r, p, a)
+
+    def _release(self, r: Run, now: float) -> None:
+        """Give a running job's GPUs back (interrupts, replicas; a finish
+        does the same in _finish)."""
+        p = r.pool
+        self.states[p].release(r.nodes, r.per_node)
+        a = r.alloc
+        used = a * (now - r.run_start)
+        r.gpu_s += used
+        self.pool_gpu_s[p] += used
+        self.pool_alloc[p] -= a
+        self.fam_gpus[r.fam] -= a
+        if self._tracking:
+            self._untrack(r, p, a, now)
         r.nodes = None
+        r.fin = -1
         self._dirty = True
 
-    def _on_finish(self, ev) -> None:
-        i, gen = ev._value
-        r = self.runs[i]
-        if r.gen != gen or r.state != RUNNING:
-            return
-        now = self.env.now
-        self._release(r, now)
+    def _finish(self, r: Run, now: float) -> None:
+        """A job's finish entry came due: it completed."""
+        p = r.pool
+        self.states[p].release(r.nodes, r.per_node)
+        a = r.alloc
+        used = a * (now - r.run_start)
+        r.gpu_s += used
+        self.pool_gpu_s[p] += used
+        self.pool_alloc[p] -= a
+        self.fam_gpus[r.fam] -= a
+        if self._tracking:
+            self._untrack(r, p, a, now)
+        r.nodes = None
+        r.fin = -1
+        self._dirty = True
         r.state = COMPLETED
         r.end_s = now
         r.progress = 1.0
-        self.demand.change(r.dkey, now, -r.gpus, -r.gpus)
-        self.counts["completed"] += 1
-        self.events += 1
-        deps = self.dependents.get(i)
-        if deps:
-            for j in deps:
-                d = self.runs[j]
-                d.deps -= 1
-                if d.deps == 0 and d.state == WAITING:
-                    self._submit(d, now)
-        self._schedule()
+        g = r.gpus
+        dm = self.demand
+        dk = r.dkey
+        w = g * (dm.end - now)
+        dm.dem[dk] -= g
+        dm.srv[dk] -= g
+        dm.dem_acc[dk] -= w
+        dm.srv_acc[dk] -= w
+        self.n_completed += 1
+        if self.dependents:
+            deps = self.dependents.get(r.i)
+            if deps:
+                for j in deps:
+                    d = self.runs[j]
+                    d.deps -= 1
+                    if d.deps == 0 and d.state == WAITING:
+                        self._submit(d, now)
 
     # ------------------------------------------------------------- backfill
     def _reservation(self, head: Run) -> Reservation:
@@ -619,20 +790,30 @@ class Engine:
             if best is None or res.shadow < best.shadow:
                 best = res
         self._res, self._res_key = best, key
-        self.counts["reservations"] += 1
+        self._counts["reservations"] += 1
         if self.debug and best is not None:
             self.shadows.setdefault(head.i, best.shadow)
         return best
 
+    def _by_end(self, p: int):
+        """(end, run) of the running jobs of pool p in order of expected
+        end, lazily: a copy of the event heap (its live finish entries are
+        exactly the running jobs), popped only as far as the walk goes."""
+        h = self.env._queue[:]
+        pop = heapq.heappop
+        RunT = Run
+        while h:
+            end, _, eid, v = pop(h)
+            if v.__class__ is RunT and v.fin == eid and v.pool == p:
+                yield end, v
+
     def _reserve_in(self, p: int, head: Run) -> Reservation:
         st = self.pools[p].state
         gpn, free, status = st.gpn, st.free, st.status
-        runs = self.runs
         g = head.gpus
         hyp: dict[int, int] = {}
         if g <= gpn:
-            for end, j in _by_end(self.by_end[p]):
-                v = runs[j]
+            for end, v in self._by_end(p):
                 per = v.per_node
                 for node in v.nodes:
                     if status[node] != UP:
@@ -644,8 +825,7 @@ class Engine:
             return Reservation(p, INF)
         k = -(-g // gpn)
         wf = st.whole_free
-        for end, j in _by_end(self.by_end[p]):
-            v = runs[j]
+        for end, v in self._by_end(p):
             per = v.per_node
             for node in v.nodes:
                 if status[node] != UP:
@@ -662,24 +842,26 @@ class Engine:
         res = self._reservation(head)
         self._bad_sizes.clear()
         runs = self.runs
-        pools = self.pools
         rejected = res.rejected
-        single_pool = len(pools) == 1
-        st = pools[0].state
-        gpn = st.gpn
-        for j in list(self.queue.candidates(self.window)):
+        cands = self.queue.candidates(self.window)
+        if len(self.pools) == 1:
+            # one comparison rejects a job too big for what is free now
+            st = self.pools[0].state
+            M = st.max_fit()
+            if not M:
+                return
+            for j in [j for j in cands if runs[j].gpus <= M]:
+                r = runs[j]
+                if r.gpus > M or j in rejected:
+                    continue
+                if self._backfill_one(r, head, res):
+                    M = st.max_fit()
+                    if not M:
+                        return
+            return
+        for j in list(cands):
             if j in rejected:
                 continue
-            if single_pool:
-                # inline quick reject (PoolState.fits)
-                if not st.free_gpus:
-                    return
-                g = runs[j].gpus
-                if g <= gpn:
-                    if not st.whole_free and not (st.partial_mask >> g):
-                        continue
-                elif st.whole_free * gpn < g:
-                    continue
             r = runs[j]
             if r.state == QUEUED:
                 self._backfill_one(r, head, res)
@@ -691,7 +873,7 @@ class Engine:
         not depend on the nodes chosen; otherwise placed, checked, and
         undone if it would delay the head."""
         pools = self.pools
-        now = self.env.now
+        now = self.env._now
         job = r.job
         for p in r.pools:
             st = pools[p].state
@@ -703,7 +885,7 @@ class Engine:
             surely_long = False
             if constrained:
                 # a lower bound of the run time: fixed, or at the tightest placement
-                d0 = job.duration_s if job.duration_s is not None else self.estimate(job, p)
+                d0 = r.dur if r.dur is not None else self.estimate(job, p)
                 surely_long = now + self._wall(r, d0) > res.shadow
                 if surely_long and whole_nodes and not res.single:
                     if st.nodes_for(r.gpus) > res.extra:
@@ -716,8 +898,8 @@ class Engine:
                     # a job of this size was just placed on a node the head needs and
                     # undone: the same best-fit choice (up to ties) would follow
                     continue
-            nodes, per = st.allocate(r.gpus, self.topology)
-            D = self._duration(r, p, nodes)
+            nodes, per, tiers = st.allocate(r.gpus, self.topology)
+            D = self._duration(r, p, nodes, tiers)
             if constrained and now + self._wall(r, D) > res.shadow:
                 ok = True
                 if res.single:
@@ -740,9 +922,11 @@ class Engine:
                         self._bad_sizes.add(r.gpus)
                     continue
             self.queue.remove(r)
-            self._start(r, p, nodes, per, D)
+            self.queued_jobs -= 1
+            self.queued_gpus -= r.gpus
+            self._start(r, p, nodes, per, tiers, now, D)
             self._bad_sizes.clear()
-            self.counts["backfilled"] += 1
+            self.n_backfilled += 1
             return True
         return False
 
@@ -815,8 +999,8 @@ class Engine:
         return False
 
     def _evict(self, v: Run, now: float) -> None:
-        self.counts["preemptions"] += 1
-        self.events += 1
+        self._counts["preemptions"] += 1
+        self._events += 1
         if v.fleet is not None:
             v.preemptions += 1
             self._end_replica(v, now)
@@ -884,12 +1068,12 @@ class Engine:
 
     def _fail_node(self, p: int, node: int, cause, now: float) -> None:
         st = self.pools[p].state
-        self.counts["failures"] += 1
+        self._counts["failures"] += 1
         self.failure_causes[cause.name] = self.failure_causes.get(cause.name, 0) + 1
-        self.events += 1
+        self._events += 1
         victims = list(self.node_jobs[p][node])
         if victims:
-            self.counts["failures_hitting_jobs"] += 1
+            self._counts["failures_hitting_jobs"] += 1
         for j in victims:
             v = self.runs[j]
             if v.fleet is not None:
@@ -909,8 +1093,8 @@ class Engine:
     def _on_repair(self, ev) -> None:
         p, node, as_spare = ev._value
         self.pools[p].state.node_repaired(node, as_spare)
-        self.counts["repairs"] += 1
-        self.events += 1
+        self._counts["repairs"] += 1
+        self._events += 1
         self._res_version += 1
         self._dirty = True
         self._schedule()
@@ -929,15 +1113,15 @@ class Engine:
                 if not self._start_replica(f, now):
                     break
                 changed = True
-                self.counts["scale_ups"] += 1
+                self._counts["scale_ups"] += 1
         elif need < live:
             for _ in range(live - need):
                 self._end_replica(self.runs[f.live[-1]], now)
-                self.counts["scale_downs"] += 1
+                self._counts["scale_downs"] += 1
             changed = True
         f.peak_replicas = max(f.peak_replicas, len(f.live))
         self._fleet_demand(f, now)
-        self.events += 1
+        self._events += 1
         nxt = now + f.workload.autoscaler.interval
         if now < f.end_s:
             nxt = min(nxt, f.end_s)
@@ -972,13 +1156,13 @@ class Engine:
         job = Job(job_id=f"{f.name}-replica-{f.replicas_started}", family="inference", kind="serving", gpus=rg,
                   submit_s=now, tenant=w.tenant, priority=w.priority, pool=self.pools[p].info.name,
                   checkpointable=False, workload=f.name, model=w.model)
-        r = Run(len(self.runs), job, (p,), f.dkey)
+        r = Run(len(self.runs), job, (p,), f.dkey, self.fam_names.index("inference"))
         r.fleet = f
         self.runs.append(r)
         f.replicas_started += 1
-        nodes, per = alloc
+        nodes, per, tiers = alloc
         r.pool, r.nodes, r.per_node, r.alloc = p, nodes, per, len(nodes) * per
-        r.tiers = st.tiers(nodes)
+        r.tiers = tiers
         r.state = RUNNING
         r.submit_s = r.start_s = r.run_start = now
         r.end_at = INF
@@ -988,7 +1172,7 @@ class Engine:
             self.node_end[p][nodes[0]] = INF
         f.live.append(r.i)
         self._at(w.autoscaler.scale_up_delay, self._on_replica_ready, (r.i, r.gen))
-        self.events += 1
+        self._events += 1
         return True
 
     def _on_replica_ready(self, ev) -> None:
@@ -1012,7 +1196,7 @@ class Engine:
             r.ready = False
         f.live.remove(r.i)
         self._fleet_demand(f, now)
-        self.events += 1
+        self._events += 1
 
     # -------------------------------------------------------------- samples
     def _on_sample(self, ev) -> None:
@@ -1047,7 +1231,7 @@ class Engine:
             st = pr.state
             idle_w, extra_w = self._power[k]
             power += (st.n - st.down_nodes) * idle_w + self.pool_alloc[k] * extra_w
-        self.util_rows.append((now, in_service, self.allocated, tuple(self.fam_alloc.values()), self.queued_jobs,
+        self.util_rows.append((now, in_service, self.allocated, tuple(self.fam_gpus), self.queued_jobs,
                                self.queued_gpus, down, frag, power * self.pue / 1e3, tuple(self.pool_alloc)))
 
     def check(self) -> None:
@@ -1056,16 +1240,24 @@ class Engine:
         alloc = [0] * len(self.pools)
         used: list[dict] = [dict() for _ in self.pools]
         queued = qgpus = 0
+        live = {}
+        for t, _, eid, ev in self.env._queue:
+            if ev.__class__ is Run and ev.fin == eid:
+                live[ev.i] = t
         for r in self.runs:
             if r.state == RUNNING:
                 alloc[r.pool] += r.alloc
                 for node in r.nodes:
                     used[r.pool][node] = used[r.pool].get(node, 0) + r.per_node
+                if r.fleet is None:
+                    assert live.get(r.i) == r.end_at, (r.i, live.get(r.i), r.end_at)
             elif r.state == QUEUED:
                 queued += 1
                 qgpus += r.gpus
+        assert len(live) == sum(1 for r in self.runs if r.state == RUNNING and r.fleet is None)
         assert alloc == self.pool_alloc, (alloc, self.pool_alloc)
         assert sum(alloc) == self.allocated
+        assert sum(self.fam_gpus) == self.allocated
         assert queued == self.queued_jobs == len(self.queue), (queued, self.queued_jobs, len(self.queue))
         assert qgpus == self.queued_gpus
         for k, pr in enumerate(self.pools):
@@ -1103,7 +1295,9 @@ class SimRun:
 
 
 def build_pools(scenario, catalogs) -> list[PoolInfo]:
-    """PoolInfo per scenario pool, with topology levels from hardware.topology."""
+    """PoolInfo per scenario pool, its levels (nested node groups) from
+    hardware.topology: the engine places jobs on the same NVLink domains,
+    leaf groups, scalable units and pods the topology lays out."""
     from hardware import topology as topo_mod
 
     hw = catalogs.hardware
@@ -1112,21 +1306,11 @@ def build_pools(scenario, catalogs) -> list[PoolInfo]:
              for p in scenario.cluster.pools]
     topo = topo_mod.build_topology(specs, hw)
     out = []
-    for p, lay in zip(scenario.cluster.pools, topo.pools):
-        system = lay.system
-        npd = system.nodes_per_domain
-        levels = []
-        if npd > 1:
-            levels.append(Level("nvlink_domain", npd, 0))
-        levels.append(Level("leaf", lay.domains_per_group * npd, 1))
-        levels.append(Level("su", system.su_nodes, 2 if lay.groups_per_su > 1 else 1))
-        if lay.tiers >= 3:
-            levels.append(Level("pod", lay.sus_per_pod * system.su_nodes, 2))
-        levels.append(Level("top", max(lay.nodes, 1), max(1, lay.tiers)))
+    for k, (p, lay) in enumerate(zip(scenario.cluster.pools, topo.pools)):
         over = tuple(lay.oversubscription_to(t) for t in TIER_NAMES)
-        out.append(PoolInfo(name=p.name, system=system, gpu=lay.gpu, fabric=lay.fabric,
-                            nodes=p.nodes - p.spare_nodes, gpus_per_node=system.gpus_per_node,
-                            spare_nodes=p.spare_nodes, levels=levels, oversubscription=over))
+        out.append(PoolInfo(name=p.name, system=lay.system, gpu=lay.gpu, fabric=lay.fabric,
+                            nodes=p.nodes - p.spare_nodes, gpus_per_node=lay.system.gpus_per_node,
+                            spare_nodes=p.spare_nodes, levels=topology_levels(topo, k), oversubscription=over))
     return out
 
 

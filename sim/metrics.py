@@ -9,17 +9,24 @@ from __future__ import annotations
 class Demand:
     """GPUs demanded (jobs present, queued or running; replicas the
     autoscaler asks for) and served (allocated and working) per key, with
-    their time integrals per sampling interval. O(1) per change."""
-    __slots__ = ("keys", "names", "dem", "srv", "dem_area", "srv_area", "last", "rows")
+    their time integrals per sampling interval.
 
-    def __init__(self):
+    O(1) per change, with no per-key clock: a change of d GPUs at time t
+    adds d x (end - t) to the current interval's integral, ``end`` being
+    that interval's end; closing an interval starts the next one's
+    integral at level x width. The engine updates the lists in place on
+    its hot path (dem/srv and dem_acc/srv_acc at index key)."""
+    __slots__ = ("keys", "names", "dem", "srv", "dem_acc", "srv_acc", "end", "width", "rows")
+
+    def __init__(self, interval_s: float = 3600.0):
         self.keys: dict = {}
         self.names: list = []
-        self.dem: list = []
+        self.dem: list = []            # GPUs now
         self.srv: list = []
-        self.dem_area: list = []
-        self.srv_area: list = []
-        self.last: list = []
+        self.dem_acc: list = []        # GPU-seconds of the current interval, as if nothing changes until its end
+        self.srv_acc: list = []
+        self.width = float(interval_s)
+        self.end = self.width          # end of the current interval
         self.rows: list = []           # (interval start, family, kind, demanded GPU-s, served GPU-s)
 
     def key(self, family: str, kind: str) -> int:
@@ -27,30 +34,29 @@ class Demand:
         if k is None:
             k = self.keys[(family, kind)] = len(self.names)
             self.names.append((family, kind))
-            for lst in (self.dem, self.srv, self.dem_area, self.srv_area):
+            for lst in (self.dem, self.srv, self.dem_acc, self.srv_acc):
                 lst.append(0)
-            self.last.append(0.0)
         return k
 
     def change(self, k: int, now: float, d_dem: float, d_srv: float) -> None:
-        dt = now - self.last[k]
-        if dt:
-            self.dem_area[k] += self.dem[k] * dt
-            self.srv_area[k] += self.srv[k] * dt
-            self.last[k] = now
+        w = self.end - now
         self.dem[k] += d_dem
         self.srv[k] += d_srv
+        self.dem_acc[k] += d_dem * w
+        self.srv_acc[k] += d_srv * w
 
     def set(self, k: int, now: float, dem: float, srv: float) -> None:
         self.change(k, now, dem - self.dem[k], srv - self.srv[k])
 
     def flush(self, start: float, end: float) -> None:
-        """Close the interval [start, end): one row per key."""
+        """Close the interval [start, end) (end at most the interval's end:
+        the last one may be cut short): one row per key."""
+        cut = self.end - end
+        w = self.width
         for k, (family, kind) in enumerate(self.names):
-            dt = end - self.last[k]
-            dem = self.dem_area[k] + self.dem[k] * dt
-            srv = self.srv_area[k] + self.srv[k] * dt
+            dem = self.dem_acc[k] - self.dem[k] * cut
+            srv = self.srv_acc[k] - self.srv[k] * cut
             self.rows.append((start, family, kind, dem / 3600.0, srv / 3600.0))
-            self.dem_area[k] = 0.0
-            self.srv_area[k] = 0.0
-            self.last[k] = end
+            self.dem_acc[k] = self.dem[k] * w
+            self.srv_acc[k] = self.srv[k] * w
+        self.end = end + w

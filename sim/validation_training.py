@@ -3,7 +3,10 @@
 Reads the project's copy of the published figures
 (``sim/data/validation/training.csv``: the A100-era runs the model is held
 to; ``sim/data/validation/training_checks.csv``: H100/H800-era runs it is
-checked against; or any CSV with the shared columns), rebuilds each run's
+checked against; ``sim/data/validation/training_checks_blackwell.csv``:
+the same NVIDIA tables' GB200 and B200 runs, an out-of-sample check of
+the Blackwell catalog entries and of the MoE costs; or any CSV with the
+shared columns), rebuilds each run's
 architecture from its columns, predicts it with hardware/perf_training.py
 and returns one dict per row with the relative error. Nothing is keyed on
 a row: every row goes through the same rules.
@@ -86,6 +89,13 @@ def checks_path():
     """H100/H800-era published runs the model is checked against (not the
     set its constants were centred on)."""
     return resources.files("sim") / "data" / "validation" / "training_checks.csv"
+
+
+def blackwell_checks_path():
+    """GB200 / B200 runs of the same Megatron-Bridge 25.11 tables (dense and
+    MoE): `gpusim validate --training-csv` on this file, or
+    ``training_rows("blackwell")``."""
+    return resources.files("sim") / "data" / "validation" / "training_checks_blackwell.csv"
 
 
 def _num(row: dict, key: str, where: str, kind=float) -> Optional[float]:
@@ -194,13 +204,13 @@ def predict_row(row: dict, catalogs, where: str) -> dict:
 def training_rows(path: Optional[str] = None, catalogs=None) -> list[dict]:
     """Every row of a training CSV, predicted (see the module docstring):
     the project's A100-era set by default, ``"checks"`` for the H100/H800-era
-    checks, else a CSV file's path."""
+    checks, ``"blackwell"`` for the GB200/B200 checks, else a CSV file's path."""
     from sim.catalogs import load_catalogs
     from workloads.files import read_text
 
     catalogs = catalogs or load_catalogs(None)
-    if path is None or path == "checks":
-        ref = default_path() if path is None else checks_path()
+    if path is None or path in ("checks", "blackwell"):
+        ref = {None: default_path, "checks": checks_path, "blackwell": blackwell_checks_path}[path]()
         text = ref.read_text(encoding="utf-8")
         origin = f"sim/data/validation/{ref.name}"
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from hardware.catalog import load_catalog
-from sim.cluster import default_levels
+from sim.cluster import levels_for
 from sim.engine import Engine, PoolInfo
 from sim.scenario import FailuresSpec, SchedulerSpec
 from workloads.jobs import Job
@@ -15,7 +15,7 @@ def pool(nodes: int, system: str = "dgx-h100", spares: int = 0, name: str = "p")
     s = cat.system(system)
     f = cat.fabric(s.fabric)
     return PoolInfo(name=name, system=s, gpu=cat.system_gpu(s), fabric=f, nodes=nodes, gpus_per_node=s.gpus_per_node,
-                    spare_nodes=spares, levels=default_levels(s, f, nodes + spares))
+                    spare_nodes=spares, levels=levels_for(cat, system, nodes + spares))
 
 
 def job(i, gpus, submit, duration, **kw) -> Job:

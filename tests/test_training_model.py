@@ -2,6 +2,7 @@
 model on hardware (hardware/perf_training.py): closed forms, invariants,
 and the errors bad layouts raise."""
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -432,3 +433,111 @@ def test_interleaving_with_fewer_micro_batches_than_stages():
     s = Setup(model=MODELS.get("llama3-70b"), seq_len=8192, global_batch_seqs=16)
     e = pt.evaluate(s, ParallelConfig(tp=8, pp=8, dp=2, vpp=2, recompute="full"), gpu, system, fabric)
     assert e.micro_batches == 8 and e.breakdown_dict["pp_bubble"] > 0
+
+
+# ---------------------------------------------------------------------------
+# fine-grained MoE: the non-GEMM work of small experts
+# ---------------------------------------------------------------------------
+
+QWEN30 = MODELS.get("qwen3-30b-a3b")     # 128 experts of 768, 8 active, hidden 2048
+
+
+def _moe_ops(stack="nemo", ep=8, mb=2, precision="fp8", model=QWEN30):
+    setup = Setup(model=model, seq_len=4096, global_batch_seqs=64, precision=precision, stack=get_stack(stack)
+                  if isinstance(stack, str) else stack)
+    p = ParallelConfig(tp=1, ep=ep, dp=8, micro_batch=mb, recompute="none")
+    return {op.name: op for op in layer_work(model, True, setup, p).ops}, setup, p
+
+
+def test_expert_gemms_have_their_real_per_expert_shape():
+    ops, _, _ = _moe_ops(ep=8, mb=2)
+    T, k, E, h, f = 2 * 4096, 8, 128, 2048, 768
+    up = ops["experts_up"]
+    # tokens per expert = local tokens x top-k / experts x EP (the EP group's tokens meet at each expert)
+    assert up.m == T * k / E * 8 and (up.n, up.k) == (2 * f, h) and up.batch == E / 8
+    # Transformer Engine: one GEMM launch per local expert, 4 streams share the SMs' waves
+    assert up.launches == 16 and up.wave_group == 4 and up.after_sync
+    fused = replace(get_stack("nemo"), expert_gemm_streams=0)
+    ops_f, _, _ = _moe_ops(stack=fused)
+    assert ops_f["experts_up"].launches == 1 and ops_f["experts_up"].wave_group == 0
+
+
+def test_token_movement_bytes_scale_with_tokens_times_top_k_times_hidden():
+    ops, _, _ = _moe_ops(ep=8, mb=2)
+    routed, h = 2 * 4096 * 8, 2048
+    assert ops["permute"].bytes == pytest.approx(4 * routed * h * 2) and ops["permute"].bwd == 1.0
+    assert ops["sort_chunks"].bytes == pytest.approx(4 * routed * h * 2)
+    # router: gating GEMM over the experts plus fp32 score traffic per token and expert
+    assert ops["router"].n == 128
+    assert ops["router_topk"].bytes == pytest.approx(20 * 2 * 4096 * 128)
+    # twice the tokens, twice the bytes; a single local expert needs no re-sort
+    ops2, _, _ = _moe_ops(ep=8, mb=4)
+    assert ops2["permute"].bytes == pytest.approx(2 * ops["permute"].bytes)
+    one, _, _ = _moe_ops(ep=128, mb=2)
+    assert "sort_chunks" not in one
+
+
+def test_per_expert_launches_cost_when_they_follow_the_dropless_sync():
+    gpu = hw("h100")[0]
+    ops, setup, p = _moe_ops()
+    w = layer_work(QWEN30, True, setup, p)
+    nemo = pt.time_layer(w, gpu, "fp8", "none")
+    quiet = replace(get_stack("nemo"), moe_host_sync=False)
+    w2 = layer_work(QWEN30, True, Setup(model=QWEN30, seq_len=4096, global_batch_seqs=64, precision="fp8",
+                                        stack=quiet), p)
+    hidden = pt.time_layer(w2, gpu, "fp8", "none")
+    # per forward: 2 expert GEMMs + 2 FP8 casts per local expert; backward: 4 GEMMs + 2 casts
+    n = 16
+    per_launch = pt.EXPERT_LAUNCH_S - pt.KERNEL_GAP_S
+    assert nemo.fwd - hidden.fwd == pytest.approx(4 * n * per_launch + pt.MOE_SYNC_S, rel=1e-9)
+    assert nemo.bwd - hidden.bwd == pytest.approx(6 * n * per_launch, rel=1e-9)
+    assert w.host_syncs_fwd == 1 and w2.host_syncs_fwd == 0
+
+
+def test_more_local_experts_cost_more_at_the_same_tokens():
+    gpu = hw("h100")[0]
+    times = []
+    for ep in (32, 16, 8):            # 4, 8, 16 local experts, same routed tokens per GPU
+        ops, setup, p = _moe_ops(ep=ep)
+        lt = pt.time_layer(layer_work(QWEN30, True, setup, p), gpu, "fp8", "none")
+        times.append(lt.fwd + lt.bwd)
+    assert times[0] < times[1] < times[2]
+    # the same work as one grouped kernel per GEMM saves (most of) the 10
+    # per-expert launches of each of the 16 local experts
+    fused = replace(get_stack("nemo"), expert_gemm_streams=0, moe_host_sync=False)
+    ops, setup, p = _moe_ops(stack=fused, ep=8)
+    lt = pt.time_layer(layer_work(QWEN30, True, setup, p), gpu, "fp8", "none")
+    assert times[2] - (lt.fwd + lt.bwd) > 0.9 * 16 * 10 * pt.EXPERT_LAUNCH_S
+
+
+def test_tiny_experts_waste_their_tiles():
+    assert pt.tile_padding(4096) == 1.0
+    assert pt.tile_padding(16) == pytest.approx(0.25)
+    assert pt.tile_padding(100) == pytest.approx(100 / 128)
+    gpu = hw("h100")[0]
+    from workloads.training import Op
+    big = Op("e", "gemm", flops=2 * 64 * 768 * 2048, m=64, n=768, k=2048)
+    small = Op("e", "gemm", flops=2 * 16 * 768 * 2048, m=16, n=768, k=2048)
+    # a quarter of the rows takes nearly as long: the padded tile computes 64 rows
+    # either way and the expert's weights are read in full
+    assert pt.gemm_math_time(small, gpu, "bf16") > 0.9 * pt.gemm_math_time(big, gpu, "bf16")
+
+
+def test_dense_layers_do_not_change_with_the_moe_stack_fields():
+    gpu = hw("h100")[0]
+    m = MODELS.get("llama3-8b")
+    p = ParallelConfig(tp=2, dp=4, recompute="selective")
+    a = Setup(model=m, seq_len=4096, global_batch_seqs=8)
+    b = Setup(model=m, seq_len=4096, global_batch_seqs=8,
+              stack=replace(get_stack("modern"), expert_gemm_streams=0, moe_host_sync=False))
+    ta = pt.time_layer(layer_work(m, False, a, p), gpu, "bf16", "selective")
+    tb = pt.time_layer(layer_work(m, False, b, p), gpu, "bf16", "selective")
+    assert ta == tb
+
+
+def test_a_stage_without_layers_under_full_recompute():
+    # a model with no dense layers, the first stage holding only the embedding
+    s = Setup(model=QWEN30, seq_len=4096, global_batch_seqs=64)
+    p = ParallelConfig(tp=1, pp=4, ep=8, dp=8, recompute="full")
+    mem = memory_per_gpu(s, p, stages=(0, 16, 16))
+    assert mem.activations > 0 and mem.stage in ("first", "second", "last")

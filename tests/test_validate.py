@@ -131,6 +131,32 @@ def test_checks_are_predicted_within_their_bound(checks):
     assert any(r["model"] == "deepseek-v3" for r in checks) and any(r["model"] == "llama3-405b" for r in checks)
 
 
+def test_moe_checks_price_the_non_gemm_work_of_small_experts(checks):
+    by = {(r["model"], r["gpu"]): r for r in checks}
+    # coarse and medium experts (4 per GPU): within 10%
+    for key in (("qwen3-235b-a22b", "h100"), ("deepseek-v3", "h100"), ("deepseek-v3", "h800"),
+                ("gpt-oss-120b", "h100")):
+        assert abs(by[key]["error"]) <= 0.10, (key, by[key]["error"])
+    # Qwen3-30B-A3B (16 local experts of 768): was +166% with the experts as
+    # one big GEMM; per-expert launches, re-sorts and casts take it below +100%
+    # (the rest is not explained: see the README)
+    assert by[("qwen3-30b-a3b", "h100")]["error"] < 1.0
+
+
+def test_blackwell_checks(tmp_path):
+    """GB200 / B200 runs of the same NVIDIA tables: the Blackwell catalog
+    entries and the MoE costs out of sample."""
+    from sim.validation_training import blackwell_checks_path
+    raw = list(csv.DictReader(blackwell_checks_path().read_text(encoding="utf-8").splitlines()))
+    assert len(raw) >= 10 and all(r["source"] and r["facts"] and r["gpu"] in ("gb200", "b200") for r in raw)
+    rows = training_rows("blackwell")
+    s = summarize(rows)
+    assert s["median_abs_error"] <= 0.15
+    assert sum(abs(r["error"]) <= 0.20 for r in rows) / len(rows) >= 2 / 3
+    # the same run through `gpusim validate --training-csv FILE`
+    assert main(["validate", "--training-csv", str(blackwell_checks_path()), "--json"]) == 0
+
+
 def _raw_checks():
     from sim.validation_training import checks_path
     return list(csv.DictReader(checks_path().read_text(encoding="utf-8").splitlines()))
@@ -175,7 +201,10 @@ def test_catalog_model_keeps_what_the_columns_cannot_say():
 def test_validate_checks_cli(capsys):
     assert main(["validate", "--checks", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert len(d["checks"]) >= 20 and d["summary"]["checks"]["median_abs_error"] <= CHECKS_MEDIAN_BOUND
+    assert set(d["checks"]) == {"training_h100", "training_blackwell", "serving"}
+    assert len(d["checks"]["training_h100"]) >= 20
+    assert d["summary"]["checks"]["training_h100"]["median_abs_error"] <= CHECKS_MEDIAN_BOUND
+    assert len(d["checks"]["serving"]) >= 100
     assert main(["validate", "--checks"]) == 0
     out = capsys.readouterr().out
-    assert "checks" in out and "Dubey" in out and "DeepSeek" in out
+    assert "checks" in out and "Dubey" in out and "DeepSeek" in out and "DGX-GB200" in out

@@ -63,6 +63,11 @@ UNFUSED_SCORE_ACT_BYTES = 5.0   # per attention score kept: softmax out 2 + drop
 # (4), dropout reads, writes and stores a mask (5), the AV product reads them
 # (2). Megatron-LM 2021 kernels; FlashAttention keeps scores on chip.
 UNFUSED_SCORE_TRAFFIC_BYTES = 13.0
+# HBM traffic of the MoE router per token and expert score in the forward:
+# fp32 logits written (4), softmax / sigmoid read and written (8), top-k
+# selection and the auxiliary load-balancing loss read them (8)
+# (Megatron-core router: gating GEMM, then score function, top-k and aux loss).
+ROUTER_SCORE_BYTES = 20.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,22 @@ class Stack:
       dualpipe (DeepSeek-V3 Sec. 3.2.1: bidirectional, each GPU holds two
       stages, bubble (pp/2 - 1)(F&B + B - 3W), pp + 1 micro-batches of
       activations, two copies of the stage's weights and gradients).
+    expert_gemm_streams: how the local experts' GEMMs run. Transformer
+      Engine's GroupedLinear (Megatron-core's grouped GEMM, 2024-26) issues
+      one cuBLAS GEMM per local expert, round-robin on 4 CUDA streams
+      (TE PR #853 "Grouped GEMM via multi-stream cuBLAS"; common/util/
+      multi_stream: num_compute_streams = 4): each expert is its own launch
+      and at most 4 of them share the SMs' waves. 0 = one grouped kernel
+      for all local experts (DeepGEMM / CUTLASS grouped GEMM: one launch,
+      all experts share waves).
+    moe_host_sync: dropless token routing whose per-expert token counts the
+      host needs (all-to-all split sizes, grouped-GEMM sizes, permutation
+      output size) synchronizes host and device in every MoE layer's
+      forward (Megatron-core's alltoall dispatcher; AMD's Primus-Megatron
+      "Sync-Free MoE" notes syncs in the router, dispatcher, permutation and
+      grouped MLP). After a sync the GPU's queue is empty, so the host's
+      per-expert launch costs are not hidden behind queued work. DualPipe
+      fills that time with the other direction's micro-batch (False).
     grad_bytes: bytes per gradient in the accumulation buffer and the
       data-parallel reduction: 4 (fp32, Megatron-LM's --bf16 default, Llama 3,
       DeepSeek-V3) or 2 (bf16: NeMo / Megatron-Bridge performance recipes set
@@ -163,6 +184,8 @@ class Stack:
     cp_overlap: bool = True
     ep_overlap: float = 0.5          # Megatron-core: about half hidden (see above)
     fp8_dispatch: bool = False
+    expert_gemm_streams: int = 4     # TE GroupedLinear: per-expert cuBLAS GEMMs on 4 streams
+    moe_host_sync: bool = True       # dropless MoE: host-device syncs every MoE layer forward
     schedule: str = "1f1b"
     grad_bytes: float = GRAD_BYTES
     efficiency: float = 1.0
@@ -210,9 +233,12 @@ STACKS = {
 # 3.2-3.3): DualPipe with the EP all-to-all and PP sends fully overlapped,
 # 20 of the H800's 132 SMs kept for communication (so GEMMs get 112/132 of
 # the tensor cores), ZeRO-1 data parallelism, no tensor parallelism needed.
+# Its expert GEMMs are grouped kernels (DeepGEMM: FP8 GEMMs with fine-grained
+# scaling "as proposed in DeepSeek-V3", MoE grouped GEMMs in one kernel):
+# one launch for all local experts.
 STACKS["deepseek-dualpipe"] = Stack(interleaved=False, zero_stages=(1,), context_parallel=False,
                                     ep_overlap=1.0, fp8_dispatch=True, schedule="dualpipe",
-                                    efficiency=112.0 / 132.0)
+                                    expert_gemm_streams=0, moe_host_sync=False, efficiency=112.0 / 132.0)
 # NVIDIA's NeMo / Megatron-Bridge performance recipes (2024-26): Megatron-core
 # as "modern", with gradients accumulated and reduced in bf16
 # (grad_reduce_in_fp32 = False in the published recipes).
@@ -361,7 +387,13 @@ class Op:
     """One kernel (or group of identical kernels) of a layer's forward pass
     on one GPU. kind: gemm (m x k times k x n, `batch` times), attn (fused
     attention; flops only), mem (memory-bound, `bytes` of HBM traffic).
-    bwd: FLOPs (or bytes) of the backward pass relative to the forward."""
+    bwd: FLOPs (or bytes) of the backward pass relative to the forward.
+    launches: kernels the op issues one after another (a grouped GEMM run
+    as one GEMM per local expert issues one per expert; its backward issues
+    bwd x launches). wave_group: how many of the `batch` GEMMs run
+    concurrently and share the SMs' waves (0 = all of them). after_sync:
+    the launches follow a host-device synchronization (dropless MoE), so
+    the GPU waits for the host to issue each of them."""
     name: str
     kind: str
     flops: float = 0.0
@@ -373,6 +405,9 @@ class Op:
     bwd: float = 2.0
     precision: str = "bf16"
     recompute_selective: bool = False   # re-run in the backward under selective recompute
+    launches: float = 1.0               # separate kernel launches per forward (per-expert GEMMs: one per local expert)
+    wave_group: float = 0.0             # GEMMs of the batch running at once and sharing waves (0: all of them)
+    after_sync: bool = False            # launched right after a host-device sync: the host's issue time is exposed
 
 
 @dataclass(frozen=True)
@@ -382,7 +417,10 @@ class LayerWork:
     tp_collectives_fwd: TP all-reduce-equivalents per forward (each of
       `tp_bytes`), ep_a2a_fwd: all-to-alls per forward (each `ep_bytes` send
       buffer), cp_bytes: K and V one GPU gathers from its CP peers per
-      forward.
+      forward. host_syncs_fwd: 1 for a dropless MoE layer whose forward
+      synchronizes host and device (Stack.moe_host_sync); ep_count_bytes:
+      the per-expert token counts exchanged over the EP group before the
+      dispatch (int64 per expert and rank).
     """
     ops: tuple
     tp_bytes: float
@@ -392,14 +430,18 @@ class LayerWork:
     cp_bytes: float
     act_bytes: float            # stored activations for backward (per micro-batch), given recompute
     act_bytes_full: float       # stored activations with no recompute (working set of a recomputed layer)
+    host_syncs_fwd: int = 0     # dropless MoE layers whose forward syncs host and device (0 or 1)
+    ep_count_bytes: float = 0.0  # per-expert token counts all-gathered over the EP group per forward
 
 
-def _gemm(name, m, n, k, precision, batch=1.0, bwd=2.0) -> Op:
-    return Op(name, "gemm", flops=2.0 * m * n * k * batch, m=m, n=n, k=k, batch=batch, bwd=bwd, precision=precision)
+def _gemm(name, m, n, k, precision, batch=1.0, bwd=2.0, launches=1.0, wave_group=0.0, after_sync=False) -> Op:
+    return Op(name, "gemm", flops=2.0 * m * n * k * batch, m=m, n=n, k=k, batch=batch, bwd=bwd, precision=precision,
+              launches=launches, wave_group=wave_group, after_sync=after_sync)
 
 
-def _mem(name, nbytes, bwd=2.0, selective=False) -> Op:
-    return Op(name, "mem", bytes=nbytes, bwd=bwd, recompute_selective=selective)
+def _mem(name, nbytes, bwd=2.0, selective=False, launches=1.0, after_sync=False) -> Op:
+    return Op(name, "mem", bytes=nbytes, bwd=bwd, recompute_selective=selective, launches=launches,
+              after_sync=after_sync)
 
 
 def attention_dims(m: ModelSpec) -> tuple[float, float, float]:
@@ -470,25 +512,57 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
     if moe:
         k_act = m.active_experts
         efn = float(m.efn)
+        # router: the gating GEMM, then softmax / top-k / auxiliary-loss
+        # kernels over the fp32 scores of every local token and expert
         ops.append(_gemm("router", T * a, m.experts, h, "bf16", bwd=2.0))
+        ops.append(_mem("router_topk", ROUTER_SCORE_BYTES * T * a * m.experts))
         routed = T / t * k_act                          # token-expert pairs this GPU computes
+        streams = setup.stack.expert_gemm_streams
+        n_local = m.experts / p.ep if p.ep > 1 else float(m.experts)
+        # per-expert GEMMs: one launch per local expert on `streams` streams
+        # (TE GroupedLinear), or one grouped kernel (streams = 0)
+        launches = n_local if streams else 1.0
+        group = min(n_local, float(streams)) if streams else 0.0
+        synced = setup.stack.moe_host_sync
         if p.ep > 1:
             per_expert = routed * p.ep / m.experts
-            n_local = m.experts / p.ep
-            ops.append(_gemm("experts_up", per_expert, gate * efn, h, prec_gemm, batch=n_local, bwd=wbwd))
-            ops.append(_gemm("experts_down", per_expert, h, efn, prec_gemm, batch=n_local, bwd=wbwd))
+            ops.append(_gemm("experts_up", per_expert, gate * efn, h, prec_gemm, batch=n_local, bwd=wbwd,
+                             launches=launches, wave_group=group, after_sync=synced))
+            ops.append(_gemm("experts_down", per_expert, h, efn, prec_gemm, batch=n_local, bwd=wbwd,
+                             launches=launches, wave_group=group, after_sync=synced))
             # dispatch carries the expert inputs (fp8 under FP8 training where
             # the stack quantizes before dispatch, DeepSeek-V3 Sec. 3.3.2),
             # combine the bf16 outputs; one size each: their average
             dispatch = gb if setup.stack.fp8_dispatch else ACT_BYTES
             ep_bytes = routed * h * (dispatch + ACT_BYTES) / 2.0
             ep_a2a = 2                                   # dispatch + combine
+            if n_local > 1:
+                # received tokens arrive grouped by source rank and are
+                # re-sorted by local expert (and back before the combine):
+                # a read and a write of every routed token, twice
+                ops.append(_mem("sort_chunks", 2.0 * 2.0 * routed * h * ACT_BYTES, bwd=1.0))
         else:
             per_expert = T * k_act / m.experts
-            ops.append(_gemm("experts_up", per_expert, gate * efn / t, h, prec_gemm, batch=m.experts, bwd=wbwd))
-            ops.append(_gemm("experts_down", per_expert, h, efn / t, prec_gemm, batch=m.experts, bwd=wbwd))
+            ops.append(_gemm("experts_up", per_expert, gate * efn / t, h, prec_gemm, batch=m.experts, bwd=wbwd,
+                             launches=launches, wave_group=group, after_sync=synced))
+            ops.append(_gemm("experts_down", per_expert, h, efn / t, prec_gemm, batch=m.experts, bwd=wbwd,
+                             launches=launches, wave_group=group, after_sync=synced))
         ops.append(_mem("expert_act", routed * efn * (2.0 * gate + 2.0), selective=True))
-        ops.append(_mem("permute", 4.0 * routed * h * 2.0))
+        # permute (gather each token once per expert it is routed to) and
+        # unpermute (weighted sum back): a read and a write of every routed
+        # token each; the backward is the inverse permutation, as many bytes
+        ops.append(_mem("permute", 4.0 * routed * h * ACT_BYTES, bwd=1.0))
+        if cast:
+            # the two expert-GEMM inputs (routed tokens, activation output)
+            # cast to fp8, per expert when the GEMMs are per-expert launches,
+            # and their gradients in the backward; a stack that quantizes
+            # before the dispatch casts each token once instead of once per
+            # expert it is routed to
+            pairs = routed if p.ep > 1 else T * k_act
+            width_out = efn if p.ep > 1 else efn / t
+            tokens_in = T / t if setup.stack.fp8_dispatch else pairs
+            ops.append(_mem("expert_fp8_cast", cast * (tokens_in * h + pairs * width_out),
+                            bwd=1.0, launches=2.0 * launches, after_sync=synced))
         mlp_act_store = routed * (gate * efn * ACT_BYTES + efn * gb) + routed * h * gb
         mlp_act_sel = routed * efn * gb
         if m.shared_experts:
@@ -547,9 +621,11 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
         # K and V of the other CP ranks' chunks (MLA: the latent and rope key)
         kv_tok = (m.kv_lora_rank + m.qk_rope_dim) if m.is_mla else 2.0 * m.kv * m.hd / t
         cp_bytes = T * (cp - 1) * kv_tok * ACT_BYTES
+    syncs = 1 if (moe and setup.stack.moe_host_sync) else 0
+    counts = 8.0 * m.experts * p.ep if (moe and p.ep > 1) else 0.0
     return LayerWork(ops=tuple(ops), tp_bytes=T * h * ACT_BYTES, tp_collectives_fwd=tp_coll,
                      ep_bytes=ep_bytes, ep_a2a_fwd=ep_a2a, cp_bytes=cp_bytes,
-                     act_bytes=act, act_bytes_full=full)
+                     act_bytes=act, act_bytes_full=full, host_syncs_fwd=syncs, ep_count_bytes=counts)
 
 
 def head_ops(m: ModelSpec, setup: Setup, p: ParallelConfig) -> tuple:
@@ -735,7 +811,9 @@ def memory_per_gpu(setup: Setup, p: ParallelConfig, layer_dense: Optional[LayerW
     def activations(n_dense: int, n_moe: int, rank: int) -> float:
         per_mb = n_dense * (layer_dense.act_bytes if n_dense else 0.0) + n_moe * (layer_moe.act_bytes if n_moe else 0.0)
         working = 0.0
-        if p.recompute == "full":
+        if p.recompute == "full" and (n_dense or n_moe):
+            # the one layer being recomputed (a stage may hold no layer at
+            # all when the embedding or the output layer fills it)
             working = (layer_moe if n_moe else layer_dense).act_bytes_full
         if dualpipe:
             # pp + 1 micro-batches of one stage's activations at the peak

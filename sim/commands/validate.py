@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import json
 
-from sim.validation_serving import serving_rows
+from sim.validation_serving import serving_check_rows, serving_rows
 from sim.validation_training import summarize, training_rows
 
 NAME = "validate"
 HELP = "predicted vs published training (and serving) figures, with the error"
 DESCRIPTION = ("Predict every published run the project carries (sim/data/validation/training.csv: Megatron-LM, "
                "MT-NLG, OPT, BLOOM, Llama 2; serving rows once that model has them) and print predicted vs "
-               "published, the relative error, and the median and worst |error|. --checks adds the H100/H800-era "
-               "runs the training model is checked against (sim/data/validation/training_checks.csv: Llama 3, "
-               "DeepSeek-V3, NeMo / Megatron-Bridge, MosaicML).")
+               "published, the relative error, and the median and worst |error|. --checks adds the further published "
+               "runs the models are checked against: H100/H800-era training (training_checks.csv: Llama 3, "
+               "DeepSeek-V3, NeMo / Megatron-Bridge, MosaicML), GB200/B200 training (training_checks_blackwell.csv) "
+               "and serving (inference_checks.csv: TensorRT-LLM perf overview).")
 
 
 def add_arguments(parser):
     parser.add_argument("--training-csv", metavar="FILE",
                         help="validate against another CSV with the columns of shared/validation/training.csv")
     parser.add_argument("--checks", action="store_true",
-                        help="also predict the H100/H800-era checks (training_checks.csv), with their own summary")
+                        help="also predict the further published runs (H100/H800 and Blackwell training, "
+                             "TensorRT-LLM serving), each set with its own summary")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
 
@@ -48,16 +50,24 @@ def _summary_line(name: str, s: dict) -> None:
         print(f"{name:9s}   0 rows")
 
 
+CHECK_SETS = (
+    ("training_h100", "training checks: H100/H800-era published runs (training_checks.csv)", lambda: training_rows("checks")),
+    ("training_blackwell", "training checks: GB200/B200 published runs (training_checks_blackwell.csv)",
+     lambda: training_rows("blackwell")),
+    ("serving", "serving checks: TensorRT-LLM perf overview (inference_checks.csv)", serving_check_rows),
+)
+
+
 def run(args) -> int:
     train = training_rows(args.training_csv)
     serve = serving_rows()
-    checks = training_rows("checks") if args.checks else None
     summary = {"training": summarize(train), "serving": summarize(serve), "all": summarize(train + serve)}
-    if checks is not None:
-        summary["checks"] = summarize(checks)
+    checks = {key: rows() for key, _, rows in CHECK_SETS} if args.checks else {}
+    if checks:
+        summary["checks"] = {key: summarize(rows) for key, rows in checks.items()}
     if args.json:
         out = {"training": train, "serving": serve, "summary": summary}
-        if checks is not None:
+        if checks:
             out["checks"] = checks
         print(json.dumps(out))
         return 0
@@ -65,10 +75,11 @@ def run(args) -> int:
     print()
     for fam in ("training", "serving", "all"):
         _summary_line(fam, summary[fam])
-    if checks is not None:
-        print()
-        print("checks: H100/H800-era published runs (sim/data/validation/training_checks.csv)")
-        _table(checks)
-        print()
-        _summary_line("checks", summary["checks"])
+    for key, title, _ in CHECK_SETS:
+        if key in checks:
+            print()
+            print(title)
+            _table(checks[key])
+            print()
+            _summary_line("checks", summary["checks"][key])
     return 0
