@@ -426,14 +426,26 @@ class Engine:
 
     def _loop(self, until: float) -> None:
         """env.run(until) with arrivals merged in from the sorted submit
-        times and finish entries dispatched directly (see the module doc)."""
+        times and finish entries dispatched directly (see the module doc).
+        The common arrival (no dependency, no cancel time, a policy that
+        starts a job on an empty queue at once) is handled inline: this
+        loop is where a million-job run spends its time."""
         env = self.env
         q = env._queue
         pop = heapq.heappop
         sub = self._sub
+        runs = self.runs
         arrive = self._arrive
         finish = self._finish
+        start = self._start
         schedule = self._schedule
+        queue = self.queue
+        new = self._new
+        states = self.states
+        topology = self.topology
+        dm = self.demand
+        dem, dacc = dm.dem, dm.dem_acc
+        plain = not self._cancels and not self.dependents and self.policy != "fair-share"
         RunT = Run
         debug = self.debug
         k = 0
@@ -455,8 +467,42 @@ class Engine:
                 if a >= until:
                     break
                 env._now = now = a
-                k = arrive(k, now)
                 want = True
+                if not plain:
+                    k = arrive(k, now)
+                    continue
+                while True:
+                    # submit (as _arrive does)
+                    r = runs[k]
+                    k += 1
+                    g = r.gpus
+                    r.state = QUEUED
+                    r.submit_s = now
+                    self.n_submitted += 1
+                    dk = r.dkey
+                    dem[dk] += g
+                    dacc[dk] += g * (dm.end - now)
+                    if not self.queued_jobs:
+                        # the queue is empty: the job is the head; start it if it fits
+                        for p in r.pools:
+                            st = states[p]
+                            gpn = st.gpn
+                            if (st.whole_free or st.pmask >> g) if g <= gpn else st.whole_free * gpn >= g:
+                                nodes, per, tiers = st.allocate(g, topology)
+                                start(r, p, nodes, per, tiers, now)
+                                break
+                        else:
+                            self.queued_jobs += 1
+                            self.queued_gpus += g
+                            queue.push(r)
+                            new.append(r)
+                    else:
+                        self.queued_jobs += 1
+                        self.queued_gpus += g
+                        queue.push(r)
+                        new.append(r)
+                    if sub[k] > now:
+                        break
                 continue
             if want and (t > now or top[3].__class__ is not RunT):
                 want = False
