@@ -223,6 +223,13 @@ class PoolState:
                     kids[gj[node]].append(c)
             self.kids.append(kids)
         self.top_kids = sorted(set(gofs[T - 1]))
+        self.ups = [(self.cnt[j], self.par[j]) for j in range(1, T)]    # (counts, base group -> group) per level
+        self.size = [size0] * T                                          # largest group per level
+        for j in range(1, T):
+            counts: dict[int, int] = {}
+            for G in gofs[j]:
+                counts[G] = counts.get(G, 0) + 1
+            self.size[j] = max(counts.values())
         # partly free nodes
         self.partial: list[set] = [set() for _ in range(gpn + 1)]
         self.pmask = 0
@@ -262,8 +269,8 @@ class PoolState:
         if not b:
             self.m0 |= 1 << c
         b.add(g)
-        for j in range(1, self.T):
-            self.cnt[j][self.par[j][g]] += d
+        for cnt, par in self.ups:
+            cnt[par[g]] += d
         self.whole_free += d
 
     def _lose(self, g: int, d: int) -> None:
@@ -280,8 +287,8 @@ class PoolState:
             if not b:
                 self.m0 |= 1 << c
             b.add(g)
-        for j in range(1, self.T):
-            self.cnt[j][self.par[j][g]] -= d
+        for cnt, par in self.ups:
+            cnt[par[g]] -= d
         self.whole_free -= d
 
     def _gain_many(self, nodes) -> None:
@@ -409,9 +416,8 @@ class PoolState:
             if not b:
                 self.m0 |= 1 << (c - 1)
             b.add(g)
-        if self.T > 1:
-            for j in range(1, self.T):
-                self.cnt[j][self.par[j][g]] -= 1
+        for cnt, par in self.ups:
+            cnt[par[g]] -= 1
         self.whole_free -= 1
         return node
 
@@ -445,11 +451,14 @@ class PoolState:
             self._take_base(g, k, out)
             return out, self.tier[0]
         for j in range(1, self.T):
+            if k > self.size[j]:
+                continue
             cnt = self.cnt[j]
+            if max(cnt) < k:
+                continue
             fit = [(c, G) for G, c in enumerate(cnt) if c >= k]
-            if fit:
-                self._take_in(j, min(fit)[1], k, out)
-                return out, self.tier[j]
+            self._take_in(j, min(fit)[1], k, out)
+            return out, self.tier[j]
         self._take_in(self.T, 0, k, out)
         return out, self.top_tier
 

@@ -118,10 +118,11 @@ class WorkloadContext:
 
 class Run:
     """Engine state of one job (or one inference replica)."""
-    __slots__ = ("i", "job", "gpus", "dur", "wkey", "pools", "est_s", "tenant", "priority", "dkey", "fam", "family",
-                 "state", "submit_s", "start_s", "end_s", "pool", "nodes", "per_node", "alloc", "run_start",
-                 "run_over", "run_D", "end_at", "progress", "pending_over", "fin", "gen", "gpu_s", "lost_s",
-                 "restarts", "preemptions", "deps", "qkey", "fleet", "tiers", "checkpointable", "ready")
+    # what a submit, start and finish touch comes first (fewer cache lines)
+    __slots__ = ("gpus", "pools", "dkey", "state", "submit_s", "dur", "progress", "pending_over", "pool", "nodes",
+                 "per_node", "alloc", "tiers", "run_D", "run_start", "end_at", "start_s", "fin", "fam", "gpu_s",
+                 "end_s", "i", "job", "wkey", "est_s", "tenant", "priority", "family", "run_over", "gen", "lost_s",
+                 "restarts", "preemptions", "deps", "qkey", "fleet", "checkpointable", "ready")
 
     def __init__(self, i: int, job: Job, pools: tuple, dkey: int, fam: int, wkey: int = -1):
         self.i = i
@@ -287,6 +288,7 @@ class Engine:
                 wk = wkeys.setdefault((job.work, job.gpus), len(wkeys))
             runs.append(Run(len(runs), job, pools_ok, dk, fi, wk))
         self.n_jobs = len(runs)
+        self._gpus = [r.gpus for r in runs]       # by run index, for the backfill scan
         self._sub = [max(0.0, r.job.submit_s) for r in runs] + [INF]
         self._dcache: dict = {}                   # (work key, pool, tiers) -> seconds
         self._check_fit()
@@ -327,6 +329,9 @@ class Engine:
         self._res_key = None
         self._res_version = 0
         self._bad_sizes: set = set()      # backfill: sizes whose placement would delay the head (this pass)
+        self._bf_state = None             # backfill: (reservation, largest fit) of the last pass that started nothing
+        self._bf_node = False             # backfill: a rejection depended on the nodes picked
+        self.n_scans_skipped = 0
         self._wall0 = None
         self._last_progress = 0.0
         self.rng = np.random.default_rng([seed, 1])
@@ -444,7 +449,7 @@ class Engine:
         states = self.states
         topology = self.topology
         dm = self.demand
-        dem, dacc = dm.dem, dm.dem_acc
+        wait, wacc = dm.wait, dm.wait_acc
         plain = not self._cancels and not self.dependents and self.policy != "fair-share"
         RunT = Run
         debug = self.debug
@@ -463,7 +468,7 @@ class Engine:
                     want = False
                     if self.queued_jobs or debug:
                         schedule()
-                    continue
+                        continue
                 if a >= until:
                     break
                 env._now = now = a
@@ -479,9 +484,6 @@ class Engine:
                     r.state = QUEUED
                     r.submit_s = now
                     self.n_submitted += 1
-                    dk = r.dkey
-                    dem[dk] += g
-                    dacc[dk] += g * (dm.end - now)
                     if not self.queued_jobs:
                         # the queue is empty: the job is the head; start it if it fits
                         for p in r.pools:
@@ -492,13 +494,14 @@ class Engine:
                                 start(r, p, nodes, per, tiers, now)
                                 break
                         else:
-                            self.queued_jobs += 1
-                            self.queued_gpus += g
-                            queue.push(r)
-                            new.append(r)
+                            self._enqueue(r, now)
                     else:
+                        # (_enqueue inline)
                         self.queued_jobs += 1
                         self.queued_gpus += g
+                        dk = r.dkey
+                        wait[dk] += g
+                        wacc[dk] += g * (dm.end - now)
                         queue.push(r)
                         new.append(r)
                     if sub[k] > now:
@@ -508,7 +511,7 @@ class Engine:
                 want = False
                 if self.queued_jobs or debug:
                     schedule()
-                continue
+                    continue
             if t >= until:
                 break
             t, _, eid, ev = pop(q)
@@ -535,75 +538,71 @@ class Engine:
     def _arrive(self, k: int, now: float) -> int:
         """Submit every job whose submit time is now (from index k); returns
         the index of the next job to arrive. A job that finds the queue
-        empty starts at once if it fits."""
+        empty starts at once if it fits (not under fair-share, whose head
+        depends on the tenants)."""
         runs, sub = self.runs, self._sub
-        q = self.queue
         direct = self.policy != "fair-share"
-        states = self.states
-        topology = self.topology
-        start = self._start
-        new = self._new
-        cancels = self._cancels
-        dm = self.demand
-        dem, dacc = dm.dem, dm.dem_acc
-        w = dm.end - now
-        n = 0
         while sub[k] <= now:
             r = runs[k]
             k += 1
-            if cancels and r.job.cancel_s is not None:
+            if r.job.cancel_s is not None:
                 self._at(max(0.0, r.job.cancel_s - now), self._on_cancel, r.i)
             if r.deps:
                 r.state = WAITING
                 continue
-            g = r.gpus
             r.state = QUEUED
             r.submit_s = now
-            n += 1
-            dk = r.dkey
-            dem[dk] += g
-            dacc[dk] += g * w
+            self.n_submitted += 1
             if direct and not self.queued_jobs:
-                # the queue is empty: the new job is the head; start it if it fits
+                g = r.gpus
                 for p in r.pools:
-                    st = states[p]
-                    gpn = st.gpn
-                    if (st.whole_free or st.pmask >> g) if g <= gpn else st.whole_free * gpn >= g:
-                        nodes, per, tiers = st.allocate(g, topology)
-                        start(r, p, nodes, per, tiers, now)
+                    st = self.states[p]
+                    if st.fits(g):
+                        nodes, per, tiers = st.allocate(g, self.topology)
+                        self._start(r, p, nodes, per, tiers, now)
                         break
                 else:
-                    self.queued_jobs += 1
-                    self.queued_gpus += g
-                    q.push(r)
-                    new.append(r)
+                    self._enqueue(r, now)
                 continue
-            self.queued_jobs += 1
-            self.queued_gpus += g
-            q.push(r)
-            new.append(r)
-        self.n_submitted += n
+            self._enqueue(r, now)
         return k
+
+    def _enqueue(self, r: Run, now: float) -> None:
+        """A submitted (or interrupted) job waits in the queue."""
+        g = r.gpus
+        self.queued_jobs += 1
+        self.queued_gpus += g
+        dm = self.demand
+        dk = r.dkey
+        dm.wait[dk] += g
+        dm.wait_acc[dk] += g * (dm.end - now)
+        self.queue.push(r)
+        self._new.append(r)
+
+    def _dequeue(self, r: Run, now: float) -> None:
+        """A waiting job leaves the queue (it starts, or is cancelled)."""
+        self._bf_state = None            # the backfill window moved
+        g = r.gpus
+        self.queue.remove(r)
+        self.queued_jobs -= 1
+        self.queued_gpus -= g
+        dm = self.demand
+        dk = r.dkey
+        dm.wait[dk] -= g
+        dm.wait_acc[dk] -= g * (dm.end - now)
 
     def _submit(self, r: Run, now: float) -> None:
         """Submit a job later than its arrival (a dependency finished)."""
         r.state = QUEUED
         r.submit_s = now
-        self.queued_jobs += 1
-        self.queued_gpus += r.gpus
-        self.demand.change(r.dkey, now, r.gpus, 0)
         self.n_submitted += 1
-        self.queue.push(r)
-        self._new.append(r)
+        self._enqueue(r, now)
 
     def _on_cancel(self, ev) -> None:
         r = self.runs[ev._value]
         now = self.env.now
         if r.state == QUEUED:
-            self.queue.remove(r)
-            self.queued_jobs -= 1
-            self.queued_gpus -= r.gpus
-            self.demand.change(r.dkey, now, -r.gpus, 0)
+            self._dequeue(r, now)
         elif r.state == WAITING:
             r.submit_s = now
         else:
@@ -627,17 +626,21 @@ class Engine:
             h = q.head()
             if h == self._blocked:
                 # only submissions since the blocked pass: they are the only new candidates
-                new, self._new = self._new, []
+                new = self._new[:]
+                self._new.clear()
                 if self.backfill and new:
                     head = runs[h]
                     res = self._reservation(head)
                     self._bad_sizes.clear()
                     for r in new:
                         if r.state == QUEUED and r.i != h:
-                            self._backfill_one(r, head, res)
+                            self._bf_node = False
+                            if self._backfill_one(r, head, res) or self._bf_node:
+                                self._bf_state = None
                 return
         self._dirty = False
-        self._new = []
+        fresh = bool(self._new)
+        self._new.clear()
         while True:
             h = q.head()
             if h is None:
@@ -650,7 +653,7 @@ class Engine:
                 continue
             self._blocked = h
             if self.backfill and len(q) > 1:
-                self._backfill(run)
+                self._backfill(run, fresh)
             return
 
     def _try_start(self, r: Run) -> bool:
@@ -659,10 +662,9 @@ class Engine:
             st = pools[p].state
             if st.fits(r.gpus):
                 nodes, per, tiers = st.allocate(r.gpus, self.topology)
-                self.queue.remove(r)
-                self.queued_jobs -= 1
-                self.queued_gpus -= r.gpus
-                self._start(r, p, nodes, per, tiers, self.env._now)
+                now = self.env._now
+                self._dequeue(r, now)
+                self._start(r, p, nodes, per, tiers, now)
                 return True
         return False
 
@@ -802,19 +804,14 @@ class Engine:
         if self._tracking:
             self._untrack(r, p, a, now)
         r.nodes = None
-        r.fin = -1
         self._dirty = True
         r.state = COMPLETED
         r.end_s = now
-        r.progress = 1.0
         g = r.gpus
         dm = self.demand
         dk = r.dkey
-        w = g * (dm.end - now)
-        dm.dem[dk] -= g
         dm.srv[dk] -= g
-        dm.dem_acc[dk] -= w
-        dm.srv_acc[dk] -= w
+        dm.srv_acc[dk] -= g * (dm.end - now)
         self.n_completed += 1
         if self.dependents:
             deps = self.dependents.get(r.i)
@@ -855,15 +852,13 @@ class Engine:
 
     def _reserve_in(self, p: int, head: Run) -> Reservation:
         st = self.pools[p].state
-        gpn, free, status = st.gpn, st.free, st.status
+        gpn, free = st.gpn, st.free
         g = head.gpus
         hyp: dict[int, int] = {}
         if g <= gpn:
             for end, v in self._by_end(p):
                 per = v.per_node
                 for node in v.nodes:
-                    if status[node] != UP:
-                        continue
                     f = hyp.get(node, free[node]) + per
                     hyp[node] = f
                     if f >= g:
@@ -873,9 +868,11 @@ class Engine:
         wf = st.whole_free
         for end, v in self._by_end(p):
             per = v.per_node
-            for node in v.nodes:
-                if status[node] != UP:
-                    continue
+            if per == gpn:
+                # whole nodes (a job's nodes are in service while it runs)
+                wf += len(v.nodes)
+            else:
+                node = v.nodes[0]
                 f = hyp.get(node, free[node]) + per
                 hyp[node] = f
                 if f == gpn:
@@ -884,26 +881,46 @@ class Engine:
                 return Reservation(p, end, False, extra=wf - k)
         return Reservation(p, INF, False)
 
-    def _backfill(self, head: Run) -> None:
+    def _backfill(self, head: Run, fresh: bool = True) -> None:
+        """One backfill pass over the window behind the blocked head.
+
+        With one pool a pass is skipped when it could not start anything:
+        the last pass under the same reservation started nothing, nothing
+        it rejected depended on the nodes a placement would pick, no job
+        left or joined the window unchecked since (``fresh``: submissions
+        not seen yet), and the largest job that fits now is no larger than
+        then (a job fits iff its size is at most that). Every job it would
+        look at would be turned down again for the same reason."""
         res = self._reservation(head)
         self._bad_sizes.clear()
         runs = self.runs
         rejected = res.rejected
         cands = self.queue.candidates(self.window)
         if len(self.pools) == 1:
-            # one comparison rejects a job too big for what is free now
-            st = self.pools[0].state
+            st = self.states[0]
             M = st.max_fit()
+            key = self._res_key
+            bs = self._bf_state
+            if bs is not None and not fresh and bs[0] == key and M <= bs[1]:
+                self.n_scans_skipped += 1
+                return
+            self._bf_state = (key, M)
             if not M:
                 return
-            for j in [j for j in cands if runs[j].gpus <= M]:
+            self._bf_node = False
+            # one comparison rejects a job too big for what is free now
+            G = self._gpus
+            for j in [j for j in cands if G[j] <= M and j not in rejected]:
                 r = runs[j]
-                if r.gpus > M or j in rejected:
+                if r.gpus > M:
                     continue
                 if self._backfill_one(r, head, res):
+                    self._bf_state = None
                     M = st.max_fit()
                     if not M:
                         return
+            if self._bf_node:
+                self._bf_state = None
             return
         for j in list(cands):
             if j in rejected:
@@ -943,6 +960,7 @@ class Engine:
                 if surely_long and not whole_nodes and r.gpus in self._bad_sizes:
                     # a job of this size was just placed on a node the head needs and
                     # undone: the same best-fit choice (up to ties) would follow
+                    self._bf_node = True
                     continue
             nodes, per, tiers = st.allocate(r.gpus, self.topology)
             D = self._duration(r, p, nodes, tiers)
@@ -963,13 +981,12 @@ class Engine:
                     if ok:
                         res.extra -= used
                 if not ok:
+                    self._bf_node = True
                     st.release(nodes, per)
                     if surely_long and not whole_nodes:
                         self._bad_sizes.add(r.gpus)
                     continue
-            self.queue.remove(r)
-            self.queued_jobs -= 1
-            self.queued_gpus -= r.gpus
+            self._dequeue(r, now)
             self._start(r, p, nodes, per, tiers, now, D)
             self._bad_sizes.clear()
             self.n_backfilled += 1
@@ -1084,10 +1101,8 @@ class Engine:
         r.progress = min(r.progress, 1.0)
         r.gen += 1
         r.state = QUEUED
-        self.queue.push(r)
-        self.queued_jobs += 1
-        self.queued_gpus += r.gpus
-        self.demand.change(r.dkey, now, 0, -r.gpus)
+        self.demand.change(r.dkey, now, -r.gpus, -r.gpus)     # no longer served; waits again (below)
+        self._enqueue(r, now)
 
     # ------------------------------------------------------------- failures
     def _on_failure(self, ev) -> None:

@@ -258,3 +258,65 @@ def test_topology_packing_and_slower_spread_jobs():
     assert runs["c"].tiers == 2                  # 40 nodes cannot fit one leaf: across the spine
     assert runs["d"].tiers == 0
     assert [runs[k].end_s - runs[k].start_s for k in "abcd"] == [200, 200, 300, 100]
+
+
+def recording_jobs(sizes, submits, durations):
+    """Jobs whose duration_fn records each placement they are timed on."""
+    from workloads.jobs import Job
+    seen = {}
+
+    def timed(i, d):
+        def duration(place):
+            seen.setdefault(i, []).append((place.nodes, place.tiers_spanned))
+            return d
+        return duration
+
+    jobs = [Job(job_id=str(i), family="trace", kind="t", gpus=int(g), submit_s=float(s), duration_fn=timed(i, float(d)))
+            for i, (g, s, d) in enumerate(zip(sizes, submits, durations))]
+    return jobs, seen
+
+
+def test_nvl72_gangs_pack_into_nvlink_domains():
+    """GB200 NVL72 as hardware/topology.py lays it out: 18 trays of 4 GPUs
+    per NVLink domain, a whole 8-rack SU behind one leaf group. A gang of
+    up to 72 GPUs lands inside one domain (no network tier), best fit
+    first, so a half-used domain is filled before a fresh one is opened; a
+    larger gang stays inside one SU (one leaf tier)."""
+    sizes = [36, 40, 36, 72, 8, 4, 144, 64]
+    jobs, seen = recording_jobs(sizes, range(len(sizes)), [1e5] * len(sizes))
+    eng = engine(jobs, pools=[pool(288, system="gb200-nvl72")])
+    st = eng.pools[0].state
+    assert [(lv.name, lv.nodes, lv.tier) for lv in st.levels] == [("nvlink_domain", 18, 0), ("leaf_group", 144, 1),
+                                                                  ("pool", 288, 2)]
+    domains = lambda i: {st.gof[0][n] for n in seen[i][-1][0]}
+    for i, g in enumerate(sizes):
+        if g <= 72:
+            assert len(domains(i)) == 1 and seen[i][-1][1] == 0, (g, seen[i])
+    assert domains(0) == domains(2)              # 9 + 9 trays: one domain, full
+    assert domains(4) == domains(1)              # 2 trays into the 8 the 40-GPU job left free
+    assert domains(5) == domains(1)              # a single tray into the fullest domain with room
+    assert len(domains(6)) == 2 and seen[6][-1][1] == 1
+    assert eng.tier_starts[0] == 7 and eng.tier_starts[1] == 1
+
+
+@pytest.mark.parametrize("system,nodes", [("dgx-h100", 600), ("gb200-nvl72", 612)])
+def test_placement_tiers_are_the_topology_span(system, nodes):
+    """Every placement's tiers_spanned (what a job's duration depends on)
+    is the tier hardware.topology.span gives its nodes: the engine packs
+    jobs on the topology's own groups."""
+    from hardware.catalog import load_catalog
+    from hardware.topology import PoolSpec, build_topology, span
+
+    topo = build_topology([PoolSpec(system=system, nodes=nodes)], load_catalog())
+    rng = np.random.default_rng(7)
+    n = 150
+    gpn = topo.pools[0].system.gpus_per_node
+    sizes = rng.choice([1, 2, gpn, 2 * gpn, 72, 16 * gpn, 40 * gpn, 100 * gpn, 300 * gpn], size=n)
+    jobs, seen = recording_jobs(sizes, np.cumsum(rng.exponential(300.0, n)), rng.exponential(20000.0, n) + 1)
+    eng = engine(jobs, pools=[pool(nodes, system=system)], policy="backfill", horizon=30 * 86400.0)
+    assert eng.counts["completed"] == n
+    tier = {"gpu": 0, "nvlink": 0, "leaf": 1, "spine": 2, "core": 3}
+    placed = [p for runs in seen.values() for p in runs]
+    assert {t for _, t in placed} >= {0, 1, 2 if system == "dgx-h100" else 3}
+    for nodes_, tiers in placed:
+        assert tiers == tier[span(topo, nodes=list(nodes_)).tier], (nodes_, tiers)
