@@ -2,14 +2,18 @@
 backfill, next to a bare SimPy loop doing only the submit and finish
 timeouts of the same jobs.
 
-    python benchmarks/bench_engine.py                      # 1,000,000 jobs, 12,500 DGX H100 (100,000 GPUs)
-    python benchmarks/bench_engine.py --jobs 100000 --nodes 1250
+    python benchmarks/bench_engine.py --load 0.9            # 1,000,000 jobs, 12,500 DGX H100 (100,000 GPUs)
+    python benchmarks/bench_engine.py --jobs 100000 --days 36.525 --repeat 3   # the same dynamics, 1/10 of it
+    python benchmarks/bench_engine.py --jobs 100000 --nodes 1250               # a 10x smaller cluster
 
-Jobs: Poisson arrivals over the year; sizes 1 to 4,096 GPUs, powers of two
+Jobs: Poisson arrivals over the period; sizes 1 to 4,096 GPUs, powers of two
 with P(2^i) proportional to 2^(-i/2) (mean ~64 GPUs, 0.5% of jobs at 4,096);
 durations lognormal (sigma 1.5, capped at 14 days) scaled so that the
-offered load is --load of the cluster. Each mode runs in its own process so
-that its peak memory (max RSS) is its own.
+offered load is --load of the cluster. The pool is laid out by
+hardware/topology.py (leaf groups of 32 nodes, spine pods of 128). Each mode
+runs in its own process so that its peak memory (max RSS) is its own; only
+the run itself is timed (building the jobs and the engine is reported
+apart). On a shared machine use --repeat: the fastest of the runs counts.
 """
 from __future__ import annotations
 
@@ -82,7 +86,7 @@ def run_engine(args) -> dict:
     return {"mode": "engine", "jobs": args.jobs, "gpus": gpus, "wall_s": t_run, "cpu_s": cpu, "build_s": t_build,
             "make_jobs_s": t_jobs, "events": eng.events, "events_per_s": eng.events / t_run,
             "completed": done, "started": c["started"], "backfilled": c["backfilled"],
-            "reservations": c["reservations"], "utilization": alloc / (gpus * args.days * 86400.0),
+            "reservations": c["reservations"], "scans_skipped": eng.n_scans_skipped, "utilization": alloc / (gpus * args.days * 86400.0),
             "mean_wait_h": float(np.mean(waits)) / 3600.0 if waits else 0.0,
             "peak_rss_mib": peak_rss_mib()}
 
@@ -131,30 +135,39 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=int, default=100, help="backfill window")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mode", choices=("both", "engine", "bare"), default="both")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each mode (alternating); the fastest counts")
     ap.add_argument("--json", action="store_true", help="one JSON object per mode")
     args = ap.parse_args(argv)
     if args.mode != "both":
         out = run_engine(args) if args.mode == "engine" else run_bare(args)
         print(json.dumps(out))
         return 0
-    results = []
-    for mode in ("bare", "engine"):
-        cmd = [sys.executable, __file__, "--mode", mode] + [a for a in (argv or sys.argv[1:]) if a != "--json"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr)
-            return proc.returncode
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    # each mode in its own process, alternating, best of --repeat (a shared
+    # machine's noise only ever adds time)
+    best: dict = {}
+    child = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json"]
+    for _ in range(max(1, args.repeat)):
+        for mode in ("bare", "engine"):
+            cmd = [sys.executable, __file__, "--mode", mode] + child
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr)
+                return proc.returncode
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            if mode not in best or r["wall_s"] < best[mode]["wall_s"]:
+                best[mode] = r
+    results = [best["bare"], best["engine"]]
     if args.json:
         for r in results:
             print(json.dumps(r))
         return 0
     bare, eng = results
-    print(f"{args.jobs:,} jobs on {eng['gpus']:,} GPUs ({args.nodes:,} x {args.system}), one year, "
+    span = "one year" if abs(args.days - YEAR_S / 86400.0) < 1e-9 else f"{args.days:g} days"
+    print(f"{args.jobs:,} jobs on {eng['gpus']:,} GPUs ({args.nodes:,} x {args.system}), {span}, "
           f"{args.policy}, offered load {args.load:.0%}")
     print(f"{'':<12}{'wall s':>10}{'CPU s':>10}{'events':>12}{'events/s':>12}{'peak MiB':>10}")
     for r in results:
-        print(f"{r['mode']:<12}{r['wall_s']:>10.1f}{r['cpu_s']:>10.1f}{r['events']:>12,}{r['events_per_s']:>12,.0f}"
+        print(f"{r['mode']:<12}{r['wall_s']:>10.2f}{r['cpu_s']:>10.2f}{r['events']:>12,}{r['events_per_s']:>12,.0f}"
               f"{r['peak_rss_mib']:>10,.0f}")
     print(f"engine / bare: wall {eng['wall_s'] / bare['wall_s']:.2f}x, CPU {eng['cpu_s'] / bare['cpu_s']:.2f}x; "
           f"utilization {eng['utilization']:.1%}, "

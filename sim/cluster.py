@@ -184,7 +184,6 @@ class PoolState:
         nb = (max(g0) + 1) if n else 1
         # base groups: wholly free nodes, and the groups in sets by that count
         self.W: list[set] = [set() for _ in range(nb)]
-        size0 = 1
         sizes: dict[int, int] = {}
         for g in g0:
             sizes[g] = sizes.get(g, 0) + 1

@@ -581,7 +581,8 @@ class Engine:
 
     def _dequeue(self, r: Run, now: float) -> None:
         """A waiting job leaves the queue (it starts, or is cancelled)."""
-        self._bf_state = None            # the backfill window moved
+        if self._bf_state is not None and not self.queue.is_last(r):
+            self._bf_state = None        # the backfill window moves
         g = r.gpus
         self.queue.remove(r)
         self.queued_jobs -= 1
@@ -634,8 +635,13 @@ class Engine:
                     self._bad_sizes.clear()
                     for r in new:
                         if r.state == QUEUED and r.i != h:
+                            bs = self._bf_state
+                            if bs is not None and r.gpus > self.states[0].max_fit():
+                                # too big now: a pass skipped later must not see it fit
+                                self._bf_state = bs = (bs[0], min(bs[1], r.gpus - 1))
                             self._bf_node = False
-                            if self._backfill_one(r, head, res) or self._bf_node:
+                            self._backfill_one(r, head, res)
+                            if self._bf_node:
                                 self._bf_state = None
                 return
         self._dirty = False
@@ -700,6 +706,7 @@ class Engine:
             r.pending_over = 0.0
         else:
             wall = D
+            r.run_over = 0.0
         a = len(nodes) * per
         end = now + wall
         r.pool = p
@@ -895,7 +902,6 @@ class Engine:
         self._bad_sizes.clear()
         runs = self.runs
         rejected = res.rejected
-        cands = self.queue.candidates(self.window)
         if len(self.pools) == 1:
             st = self.states[0]
             M = st.max_fit()
@@ -910,7 +916,7 @@ class Engine:
             self._bf_node = False
             # one comparison rejects a job too big for what is free now
             G = self._gpus
-            for j in [j for j in cands if G[j] <= M and j not in rejected]:
+            for j in [j for j in self.queue.candidates(self.window) if G[j] <= M and j not in rejected]:
                 r = runs[j]
                 if r.gpus > M:
                     continue
@@ -922,7 +928,7 @@ class Engine:
             if self._bf_node:
                 self._bf_state = None
             return
-        for j in list(cands):
+        for j in list(self.queue.candidates(self.window)):
             if j in rejected:
                 continue
             r = runs[j]

@@ -14,12 +14,13 @@ fifo         submit order                        O(log n) insert/remove, O(1) he
 priority     priority (high first), then submit  O(log n) insert/remove, O(1) head
 backfill     submit order + EASY backfill        as fifo, plus a reservation walk
                                                  over running jobs by expected end
-                                                 when the blocked head changes (a heap
-                                                 built in O(r), popped O(m log r) for
-                                                 the m jobs walked) and a scan of at
-                                                 most ``backfill_window`` waiting jobs
-                                                 per pass (O(1) to reject one, O(nodes)
-                                                 to place one)
+                                                 when the blocked head changes (a copy
+                                                 of the event heap, O(r) memcpy, popped
+                                                 O(m log r) for the m jobs walked) and
+                                                 a scan of at most ``backfill_window``
+                                                 waiting jobs per pass (O(1) to reject
+                                                 one, O(nodes) to place one), skipped
+                                                 when it could not start anything
 fair-share   tenant with the lowest allocated    O(log n) insert/remove, O(T) head
              GPUs / weight first (under its      (T tenants)
              quota_gpus cap), submit order
@@ -27,9 +28,10 @@ fair-share   tenant with the lowest allocated    O(log n) insert/remove, O(T) he
 sjf          shortest expected duration first    O(log n) insert/remove, O(1) head
              (at the tightest placement)
 
-n = waiting jobs. Passes run on every event that can change what fits
-(submit, finish, failure, repair, autoscaling); a submit while the head is
-blocked only checks the new job. Preemption considers running jobs of lower
+n = waiting jobs. Passes run after every instant with events that can
+change what fits (submits, finishes, failures, repairs, autoscaling; events
+at the same time share one pass); a submit while the head is blocked only
+checks the new job. Preemption considers running jobs of lower
 priority, lowest first and most recently started first, at most
 sim.engine.PREEMPT_SCAN_LIMIT per decision: O(victims x their nodes).
 """
@@ -67,6 +69,10 @@ class OrderedQueue:
             return None
         k = self.items[0]
         return k if self.key is None else k[1]
+
+    def is_last(self, run) -> bool:
+        """Is run the last in the order (its removal moves no other run)?"""
+        return bool(self.items) and self.items[-1] == run.qkey
 
     def candidates(self, window: int) -> Iterator[int]:
         """The seqs of up to `window` runs after the head, in order."""
@@ -123,6 +129,9 @@ class FairShareQueue:
     def head(self) -> Optional[int]:
         order = self._order()
         return order[0][1] if order else None
+
+    def is_last(self, run) -> bool:
+        return False
 
     def candidates(self, window: int) -> Iterator[int]:
         """Round-robin over eligible tenants in share order, after the head."""

@@ -320,3 +320,22 @@ def test_placement_tiers_are_the_topology_span(system, nodes):
     assert {t for _, t in placed} >= {0, 1, 2 if system == "dgx-h100" else 3}
     for nodes_, tiers in placed:
         assert tiers == tier[span(topo, nodes=list(nodes_)).tier], (nodes_, tiers)
+
+
+def test_skipped_backfill_passes_change_nothing(monkeypatch):
+    """A backfill pass is skipped when it could not start anything (same
+    reservation, nothing larger fits than at the last fruitless pass):
+    forcing every pass to run gives the same schedule."""
+    rng = np.random.default_rng(21)
+    n = 1500
+    sizes = rng.choice([1, 2, 4, 8, 16, 32, 64, 128, 256], size=n, p=[.2, .15, .15, .15, .1, .1, .05, .05, .05])
+    jobs = [job(i, int(g), t, d) for i, (g, t, d) in
+            enumerate(zip(sizes, np.cumsum(rng.exponential(40.0, n)), rng.lognormal(7.0, 1.5, n)))]
+    fast = engine(jobs, nodes=40, policy="backfill", horizon=5e5, debug=False)
+    assert fast.n_scans_skipped > 10
+    full = Engine._backfill
+    monkeypatch.setattr(Engine, "_backfill", lambda self, head, fresh=True: full(self, head, True))
+    slow = engine(jobs, nodes=40, policy="backfill", horizon=5e5, debug=False)
+    assert slow.n_scans_skipped == 0
+    assert [(r.start_s, r.end_s) for r in fast.runs] == [(r.start_s, r.end_s) for r in slow.runs]
+    assert fast.counts["backfilled"] == slow.counts["backfilled"] > 50
