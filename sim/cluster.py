@@ -194,6 +194,7 @@ class PoolState:
         self.g_end = [0] * nb
         for node in range(n):
             self.g_end[g0[node]] = node + 1
+        self.g_size = [sizes.get(g, 0) for g in range(nb)]
         if any(g0[node] < g0[node - 1] for node in range(1, n)) or \
                 any(self.g_end[g0[node]] - node > sizes[g0[node]] for node in range(n)):
             raise ValueError("base topology groups must be contiguous runs of nodes")
@@ -424,6 +425,16 @@ class PoolState:
         """k wholly free nodes of base group g, lowest-numbered first,
         marked used."""
         w = self.W[g]
+        b = self.g_end[g]
+        if k == len(w) == self.g_size[g]:
+            # the whole group is free: its nodes are a contiguous run
+            a = b - k
+            chosen = list(range(a, b))
+            w.clear()
+            self.free[a:b] = [0] * k
+            out.extend(chosen)
+            self._lose(g, k)
+            return
         chosen = sorted(w)
         if k == len(chosen):
             w.clear()

@@ -27,11 +27,13 @@ before any other event (so a sample sees the pass's result).
 Per event the engine does bounded work: placement and release through the
 indexes of sim/cluster.py (O(1) for a job within a node, O(nodes of the job
 + groups touched) for a gang), queue operations through sim/scheduler.py
-(O(log n)), a backfill pass over at most ``backfill_window`` waiting jobs
-(those too big for the free capacity rejected by one comparison each), and
-a reservation walk over running jobs by end time (a copy of the heap,
-popped as far as the walk goes) only when the blocked head job changes or
-the cluster changed unexpectedly (failure, preemption, autoscaling).
+(O(1) amortized for fifo and backfill, O(log n) for the keyed orders), a
+backfill pass over at most ``backfill_window`` waiting jobs (those too big
+for the free capacity rejected by one comparison each; a pass that could
+not start anything is skipped, see ``_backfill``), and a reservation walk
+over running jobs by end time (a copy of the heap, popped as far as the
+walk goes) only when the blocked head job changes or the cluster changed
+unexpectedly (failure, preemption, autoscaling).
 Counters, per-family allocations and the demand integrals are plain ints
 and floats updated in place (sim/metrics.py: O(1) per change).
 
@@ -226,7 +228,12 @@ class Engine:
         self.pool_index = {p.info.name: i for i, p in enumerate(self.pools)}
         self.states = [p.state for p in self.pools]
         self._gpn = [p.state.gpn for p in self.pools]
-        self._heap = self.env._queue         # SimPy's event heap: finish entries go straight in
+        # SimPy's event heap and event counter (simpy.Environment internals
+        # since SimPy 3): finish entries go straight in, with SimPy's own
+        # (time, priority, eid, event) layout
+        if not all(hasattr(self.env, a) for a in ("_queue", "_eid", "_now")):  # pragma: no cover
+            raise RuntimeError(f"simpy {simpy.__version__} lacks Environment._queue/_eid/_now the engine relies on")
+        self._heap = self.env._queue
         self._eid = self.env._eid
         from hardware.power import gpu_busy_w
         self._power = []
@@ -443,7 +450,7 @@ class Engine:
         arrive = self._arrive
         finish = self._finish
         start = self._start
-        schedule = self._schedule
+        schedule = self._schedule if self.debug else self._pass
         queue = self.queue
         new = self._new
         states = self.states
@@ -627,22 +634,23 @@ class Engine:
             h = q.head()
             if h == self._blocked:
                 # only submissions since the blocked pass: they are the only new candidates
-                new = self._new[:]
-                self._new.clear()
+                new = self._new
                 if self.backfill and new:
                     head = runs[h]
                     res = self._reservation(head)
                     self._bad_sizes.clear()
-                    for r in new:
+                    one = len(self.pools) == 1
+                    for r in new[:]:
                         if r.state == QUEUED and r.i != h:
                             bs = self._bf_state
-                            if bs is not None and r.gpus > self.states[0].max_fit():
+                            if bs is not None and one and r.gpus > self.states[0].max_fit():
                                 # too big now: a pass skipped later must not see it fit
-                                self._bf_state = bs = (bs[0], min(bs[1], r.gpus - 1))
+                                self._bf_state = (bs[0], min(bs[1], r.gpus - 1))
                             self._bf_node = False
                             self._backfill_one(r, head, res)
                             if self._bf_node:
                                 self._bf_state = None
+                new.clear()
                 return
         self._dirty = False
         fresh = bool(self._new)
@@ -941,36 +949,47 @@ class Engine:
         not need then (EASY). Decided before placing where the answer does
         not depend on the nodes chosen; otherwise placed, checked, and
         undone if it would delay the head."""
-        pools = self.pools
         now = self.env._now
-        job = r.job
+        g = r.gpus
+        shadow = res.shadow
+        # a fresh fixed-duration job runs exactly its duration, wherever it goes
+        fixed = r.dur is not None and not (r.progress or r.pending_over or self.ckpt_cost)
         for p in r.pools:
-            st = pools[p].state
-            if not st.fits(r.gpus):
-                continue
+            st = self.states[p]
             gpn = st.gpn
-            constrained = p == res.pool and res.shadow < INF
-            whole_nodes = r.gpus >= gpn
+            if not ((st.whole_free or st.pmask >> g) if g <= gpn else st.whole_free * gpn >= g):
+                continue
+            constrained = p == res.pool and shadow < INF
+            whole_nodes = g >= gpn
             surely_long = False
             if constrained:
                 # a lower bound of the run time: fixed, or at the tightest placement
-                d0 = r.dur if r.dur is not None else self.estimate(job, p)
-                surely_long = now + self._wall(r, d0) > res.shadow
-                if surely_long and whole_nodes and not res.single:
-                    if st.nodes_for(r.gpus) > res.extra:
-                        # too long and too big; stays so while this reservation holds
-                        # (time only moves on, the extra only shrinks)
-                        if len(r.pools) == 1:
-                            res.rejected.add(r.i)
+                if fixed:
+                    surely_long = now + r.dur > shadow
+                else:
+                    d0 = r.dur if r.dur is not None else self.estimate(r.job, p)
+                    surely_long = now + self._wall(r, d0) > shadow
+                if surely_long:
+                    if whole_nodes:
+                        if not res.single and st.nodes_for(g) > res.extra:
+                            # too long and too big; stays so while this reservation holds
+                            # (time only moves on, the extra only shrinks)
+                            if len(r.pools) == 1:
+                                res.rejected.add(r.i)
+                            continue
+                    elif g in self._bad_sizes:
+                        # a job of this size was just placed on a node the head needs and
+                        # undone: the same best-fit choice (up to ties) would follow
+                        self._bf_node = True
                         continue
-                if surely_long and not whole_nodes and r.gpus in self._bad_sizes:
-                    # a job of this size was just placed on a node the head needs and
-                    # undone: the same best-fit choice (up to ties) would follow
-                    self._bf_node = True
-                    continue
-            nodes, per, tiers = st.allocate(r.gpus, self.topology)
-            D = self._duration(r, p, nodes, tiers)
-            if constrained and now + self._wall(r, D) > res.shadow:
+            nodes, per, tiers = st.allocate(g, self.topology)
+            if fixed:
+                D = r.dur
+                long = surely_long
+            else:
+                D = self._duration(r, p, nodes, tiers)
+                long = constrained and now + self._wall(r, D) > shadow
+            if long:
                 ok = True
                 if res.single:
                     if res.node in nodes:
@@ -982,7 +1001,7 @@ class Engine:
                     # occupant runs past it) are the head's: taking one uses
                     # up one node of the extra
                     ends = self.node_end[p]
-                    used = sum(1 for n in nodes if ends[n] <= res.shadow)
+                    used = sum(1 for n in nodes if ends[n] <= shadow)
                     ok = used <= res.extra
                     if ok:
                         res.extra -= used
@@ -990,7 +1009,7 @@ class Engine:
                     self._bf_node = True
                     st.release(nodes, per)
                     if surely_long and not whole_nodes:
-                        self._bad_sizes.add(r.gpus)
+                        self._bad_sizes.add(g)
                     continue
             self._dequeue(r, now)
             self._start(r, p, nodes, per, tiers, now, D)

@@ -10,7 +10,7 @@ when that makes it fit.
 
 Policy       order                               cost per queue operation
 -----------  ----------------------------------  ----------------------------------
-fifo         submit order                        O(log n) insert/remove, O(1) head
+fifo         submit order                        O(1) amortized insert/remove/head
 priority     priority (high first), then submit  O(log n) insert/remove, O(1) head
 backfill     submit order + EASY backfill        as fifo, plus a reservation walk
                                                  over running jobs by expected end
@@ -37,6 +37,7 @@ sim.engine.PREEMPT_SCAN_LIMIT per decision: O(victims x their nodes).
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Callable, Iterator, Optional
 
 from sortedcontainers import SortedList
@@ -45,6 +46,82 @@ POLICIES = ("fifo", "priority", "backfill", "fair-share", "sjf")
 DEFAULT_BACKFILL_WINDOW = 100
 """Waiting jobs after the head that one backfill pass considers (Slurm's
 bf_max_job_test plays the same role). Bounds the work per event."""
+
+
+class FifoQueue:
+    """Waiting runs in submit order (run.seq), for fifo and backfill.
+
+    A sorted list with lazy removal: runs arrive in seq order, so a push
+    is an append (an out-of-order push, a run resubmitted after an
+    interruption, is a bisect insert or revives its old entry); a removal
+    only marks the run gone; dead entries are skipped, and dropped in bulk
+    once they outnumber the live ones. O(1) amortized push, remove and
+    head (no Python-level tree as in a SortedList); candidates cost
+    O(window + dead entries passed)."""
+
+    COMPACT_AT = 64
+    """Dead entries always tolerated before a bulk drop."""
+
+    def __init__(self):
+        self.items: list[int] = []     # seqs, sorted; live ones are in `live`
+        self.live: set[int] = set()
+        self.lo = 0                    # items[:lo] are dead
+        self.dead = 0
+
+    def push(self, run) -> None:
+        s = run.qkey = run.seq
+        items = self.items
+        if not items or s > items[-1]:
+            items.append(s)
+        else:
+            i = bisect_left(items, s)
+            if i < len(items) and items[i] == s:
+                self.dead -= 1         # its old entry comes back to life
+            else:
+                items.insert(i, s)
+            if i < self.lo:
+                self.lo = i
+        self.live.add(s)
+
+    def remove(self, run) -> None:
+        self.live.remove(run.qkey)
+        self.dead += 1
+        if self.dead > self.COMPACT_AT and self.dead > len(self.live):
+            live = self.live
+            self.items = [x for x in self.items if x in live]
+            self.lo = 0
+            self.dead = 0
+
+    def _head_pos(self) -> int:
+        items, live = self.items, self.live
+        lo, n = self.lo, len(items)
+        while lo < n and items[lo] not in live:
+            lo += 1
+        self.lo = lo
+        return lo
+
+    def head(self) -> Optional[int]:
+        lo = self._head_pos()
+        return self.items[lo] if lo < len(self.items) else None
+
+    def is_last(self, run) -> bool:
+        """Is run the last in the order (its removal moves no other run)?
+        (False when unsure.)"""
+        return bool(self.items) and self.items[-1] == run.qkey
+
+    def candidates(self, window: int) -> list[int]:
+        """The seqs of up to `window` runs after the head, in order."""
+        items, live = self.items, self.live
+        j, n = self._head_pos() + 1, len(items)
+        out: list[int] = []
+        while len(out) < window and j < n:
+            chunk = items[j:j + window - len(out) + 8]
+            j += len(chunk)
+            out += [x for x in chunk if x in live]
+        return out[:window]
+
+    def __len__(self) -> int:
+        return len(self.live)
 
 
 class OrderedQueue:
@@ -161,7 +238,7 @@ def make_queue(spec, allocated_by_tenant: dict):
     """The queue for a SchedulerSpec."""
     policy = spec.policy
     if policy in ("fifo", "backfill"):
-        return OrderedQueue()
+        return FifoQueue()
     if policy == "priority":
         return OrderedQueue(key=lambda run: -run.priority)
     if policy == "sjf":

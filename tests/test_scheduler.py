@@ -1,6 +1,8 @@
 """Scheduling policies: the order jobs get the cluster in."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine_helpers import by_id, engine, job, random_jobs
 from sim.scenario import SchedulerSpec, TenantSpec
@@ -98,3 +100,29 @@ def test_first_fit_placement_runs_and_spreads_more():
     assert first.counts["completed"] == topo.counts["completed"] == 200
     spread = lambda e: sum(e.tier_starts[2:])
     assert spread(first) >= spread(topo)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(st.tuples(st.booleans(), st.integers(0, 150)), max_size=400), window=st.integers(1, 12))
+def test_fifo_queue_matches_a_sorted_list(ops, window):
+    """The lazy FIFO queue (appends, out-of-order re-pushes, lazy removal,
+    bulk drops of dead entries) always holds what a sorted list would."""
+    from sim.scheduler import FifoQueue
+    FifoQueue.COMPACT_AT = 3                  # exercise the bulk drop often
+    try:
+        q, ref, runs = FifoQueue(), [], {}
+        for push, seq in ops:
+            r = runs.setdefault(seq, R(seq))
+            if push and seq not in ref:
+                q.push(r)
+                ref = sorted(ref + [seq])
+            elif not push and seq in ref:
+                q.remove(r)
+                ref.remove(seq)
+            assert len(q) == len(ref)
+            assert q.head() == (ref[0] if ref else None)
+            assert list(q.candidates(window)) == ref[1:1 + window]
+            for s in ref[-3:]:                # "last" is never claimed wrongly
+                assert q.is_last(runs[s]) <= (s == ref[-1])
+    finally:
+        FifoQueue.COMPACT_AT = 64
