@@ -59,7 +59,7 @@ from sim.cluster import DOWN, UP, IndexedSet, PoolState, topology_levels
 from sim.failures import causes as failure_causes, wall_time, work_done
 from sim.metrics import Demand
 from sim.placement import Placement, WorkTimer, ideal_tiers
-from sim.scheduler import DEFAULT_BACKFILL_WINDOW, make_queue
+from sim.scheduler import DEFAULT_BACKFILL_WINDOW, FifoQueue, make_queue
 from workloads.errors import InputError
 from workloads.jobs import Job
 
@@ -227,6 +227,7 @@ class Engine:
             self.pools.append(PoolRT(info, st))
         self.pool_index = {p.info.name: i for i, p in enumerate(self.pools)}
         self.states = [p.state for p in self.pools]
+        self._one_pool = len(self.pools) == 1
         self._gpn = [p.state.gpn for p in self.pools]
         # SimPy's event heap and event counter (simpy.Environment internals
         # since SimPy 3): finish entries go straight in, with SimPy's own
@@ -458,6 +459,8 @@ class Engine:
         dm = self.demand
         wait, wacc = dm.wait, dm.wait_acc
         plain = not self._cancels and not self.dependents and self.policy != "fair-share"
+        # a submitted job never becomes the head of a non-empty fifo queue
+        early = self.backfill and isinstance(self.queue, FifoQueue)
         RunT = Run
         debug = self.debug
         k = 0
@@ -502,6 +505,12 @@ class Engine:
                                 break
                         else:
                             self._enqueue(r, now)
+                    elif early and not self._dirty and self._blocked is not None and queue.head() == self._blocked:
+                        # the head is blocked and nothing was freed since the pass
+                        # that found it so: check the job as that pass would, before
+                        # it joins the queue (most that backfill start right here)
+                        if not self._backfill_arrival(r, now):
+                            self._enqueue(r, now, checked=True)
                     else:
                         # (_enqueue inline)
                         self.queued_jobs += 1
@@ -574,8 +583,27 @@ class Engine:
             self._enqueue(r, now)
         return k
 
-    def _enqueue(self, r: Run, now: float) -> None:
-        """A submitted (or interrupted) job waits in the queue."""
+    def _backfill_arrival(self, r: Run, now: float) -> bool:
+        """Backfill check of a job arriving while the head is blocked and
+        no capacity was freed since: start it now if it may go ahead of the
+        head (the check a pass would make once it joined the queue)."""
+        head = self.runs[self._blocked]
+        res = self._reservation(head)
+        self._bad_sizes.clear()
+        bs = self._bf_state
+        if bs is not None and r.gpus > self.states[0].max_fit():
+            # too big now: a pass skipped later must not see it fit
+            self._bf_state = (bs[0], min(bs[1], r.gpus - 1))
+        self._bf_node = False
+        if self._backfill_one(r, head, res, queued=False):
+            return True
+        if self._bf_node:
+            self._bf_state = None
+        return False
+
+    def _enqueue(self, r: Run, now: float, checked: bool = False) -> None:
+        """A submitted (or interrupted) job waits in the queue (checked: its
+        backfill check was made already)."""
         g = r.gpus
         self.queued_jobs += 1
         self.queued_gpus += g
@@ -584,7 +612,8 @@ class Engine:
         dm.wait[dk] += g
         dm.wait_acc[dk] += g * (dm.end - now)
         self.queue.push(r)
-        self._new.append(r)
+        if not checked:
+            self._new.append(r)
 
     def _dequeue(self, r: Run, now: float) -> None:
         """A waiting job leaves the queue (it starts, or is cancelled)."""
@@ -639,7 +668,7 @@ class Engine:
                     head = runs[h]
                     res = self._reservation(head)
                     self._bad_sizes.clear()
-                    one = len(self.pools) == 1
+                    one = self._one_pool
                     for r in new[:]:
                         if r.state == QUEUED and r.i != h:
                             bs = self._bf_state
@@ -666,7 +695,7 @@ class Engine:
             if self.preemption and self._preempt_for(run):
                 continue
             self._blocked = h
-            if self.backfill and len(q) > 1:
+            if self.backfill and self.queued_jobs > 1:
                 self._backfill(run, fresh)
             return
 
@@ -910,7 +939,7 @@ class Engine:
         self._bad_sizes.clear()
         runs = self.runs
         rejected = res.rejected
-        if len(self.pools) == 1:
+        if self._one_pool:
             st = self.states[0]
             M = st.max_fit()
             key = self._res_key
@@ -943,7 +972,7 @@ class Engine:
             if r.state == QUEUED:
                 self._backfill_one(r, head, res)
 
-    def _backfill_one(self, r: Run, head: Run, res: Reservation) -> bool:
+    def _backfill_one(self, r: Run, head: Run, res: Reservation, queued: bool = True) -> bool:
         """Start r now if it fits and does not delay the head's reservation:
         it ends before the shadow time, or it uses only what the head will
         not need then (EASY). Decided before placing where the answer does
@@ -1011,7 +1040,8 @@ class Engine:
                     if surely_long and not whole_nodes:
                         self._bad_sizes.add(g)
                     continue
-            self._dequeue(r, now)
+            if queued:
+                self._dequeue(r, now)
             self._start(r, p, nodes, per, tiers, now, D)
             self._bad_sizes.clear()
             self.n_backfilled += 1

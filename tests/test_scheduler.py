@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from engine_helpers import by_id, engine, job, random_jobs
 from sim.scenario import SchedulerSpec, TenantSpec
-from sim.scheduler import FairShareQueue, OrderedQueue, make_queue
+from sim.scheduler import FairShareQueue, make_queue
 
 
 class R:
