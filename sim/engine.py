@@ -119,7 +119,9 @@ class WorkloadContext:
 
 
 class Run:
-    """Engine state of one job (or one inference replica)."""
+    """Engine state of one job (or one inference replica). run_D and end_at
+    (work and expected end of the current run) are kept only where jobs
+    can be interrupted (failures, preemption, fleets)."""
     # what a submit, start and finish touch comes first (fewer cache lines)
     __slots__ = ("gpus", "pools", "dkey", "state", "submit_s", "dur", "progress", "pending_over", "pool", "nodes",
                  "per_node", "alloc", "tiers", "run_D", "run_start", "end_at", "start_s", "fin", "fam", "gpu_s",
@@ -263,7 +265,7 @@ class Engine:
         self._counts = {"preemptions": 0, "failures": 0, "failures_hitting_jobs": 0, "repairs": 0, "cancelled": 0,
                         "scale_ups": 0, "scale_downs": 0, "reservations": 0}
         self.failure_causes: dict[str, int] = {}
-        self.tier_starts = [0, 0, 0, 0]
+        self._tiers_interrupted = [0, 0, 0, 0]   # starts by tiers spanned of runs since interrupted
         self.util_rows: list = []
         # jobs, in submit order
         self.queue = make_queue(self.sched, self.tenant_alloc)
@@ -371,6 +373,18 @@ class Engine:
     @property
     def events(self) -> int:
         return self.n_submitted + self.n_started + self.n_completed + self._events
+
+    @property
+    def tier_starts(self) -> list[int]:
+        """Job starts (restarts included) by tiers spanned: 0 NVLink, 1 leaf,
+        2 spine, 3 core. Counted from the runs when asked (a start of a
+        running or finished job is its last; interrupted starts were
+        counted as they ended)."""
+        out = list(self._tiers_interrupted)
+        for r in self.runs:
+            if (r.state == RUNNING or r.state == COMPLETED) and r.fleet is None:
+                out[r.tiers] += 1
+        return out
 
     @property
     def allocated(self) -> int:
@@ -493,7 +507,6 @@ class Engine:
                     g = r.gpus
                     r.state = QUEUED
                     r.submit_s = now
-                    self.n_submitted += 1
                     if not self.queued_jobs:
                         # the queue is empty: the job is the head; start it if it fits
                         for p in r.pools:
@@ -522,6 +535,7 @@ class Engine:
                         new.append(r)
                     if sub[k] > now:
                         break
+                self.n_submitted = k          # plain arrivals: every one is submitted
                 continue
             if want and (t > now or top[3].__class__ is not RunT):
                 want = False
@@ -743,7 +757,6 @@ class Engine:
             r.pending_over = 0.0
         else:
             wall = D
-            r.run_over = 0.0
         a = len(nodes) * per
         end = now + wall
         r.pool = p
@@ -751,9 +764,7 @@ class Engine:
         r.per_node = per
         r.alloc = a
         r.tiers = tiers
-        r.run_D = D
         r.run_start = now
-        r.end_at = end
         if r.start_s is None:
             r.start_s = now
         r.state = RUNNING
@@ -764,6 +775,9 @@ class Engine:
         self.pool_alloc[p] += a
         self.fam_gpus[r.fam] += a
         if self._tracking:
+            # what interruptions (failures, preemption) need
+            r.run_D = D
+            r.end_at = end
             self._track(r, p, a)
         g = r.gpus
         dm = self.demand
@@ -778,7 +792,6 @@ class Engine:
             node = nodes[0]
             if e[node] < end:
                 e[node] = end
-        self.tier_starts[tiers] += 1
         self.n_started += 1
 
     def _track(self, r: Run, p: int, a: int) -> None:
@@ -1132,6 +1145,8 @@ class Engine:
         done, saved, last_ckpt = work_done(e, r.run_over, interval, cost)
         a = r.alloc
         D = r.run_D
+        self._tiers_interrupted[r.tiers] += 1
+        r.run_over = 0.0
         self._release(r, now)
         if failure:
             r.restarts += 1
@@ -1366,7 +1381,8 @@ class Engine:
                 for node in r.nodes:
                     used[r.pool][node] = used[r.pool].get(node, 0) + r.per_node
                 if r.fleet is None:
-                    assert live.get(r.i) == r.end_at, (r.i, live.get(r.i), r.end_at)
+                    assert r.i in live and live[r.i] >= r.run_start, r.i
+                    assert live[r.i] == r.end_at or not self._tracking, (r.i, live[r.i], r.end_at)
             elif r.state == QUEUED:
                 queued += 1
                 qgpus += r.gpus
