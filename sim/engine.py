@@ -850,18 +850,7 @@ class Engine:
 
     def _finish(self, r: Run, now: float) -> None:
         """A job's finish entry came due: it completed."""
-        p = r.pool
-        self.states[p].release(r.nodes, r.per_node)
-        a = r.alloc
-        used = a * (now - r.run_start)
-        r.gpu_s += used
-        self.pool_gpu_s[p] += used
-        self.pool_alloc[p] -= a
-        self.fam_gpus[r.fam] -= a
-        if self._tracking:
-            self._untrack(r, p, a, now)
-        r.nodes = None
-        self._dirty = True
+        self._release(r, now)
         r.state = COMPLETED
         r.end_s = now
         g = r.gpus
