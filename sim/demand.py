@@ -337,9 +337,8 @@ def gpus_needed(scenario, catalogs, *, jobs=None, timer=None, pools=None, fleets
         for i, w in enumerate(scenario.workloads):
             if w.family != "inference":
                 continue
-            name = w.pool or largest.name
-            if w.mode == "request":
-                inf_by[name] += _request_mode_gpus(w, grid, horizon)
+            if w.mode == "request":   # on its pool, else the first (sim.fleet.request_pool)
+                inf_by[w.pool or pools[0].name] += _request_mode_gpus(w, grid, horizon)
         for f in (fleets if fleets is not None else _fleets(scenario, catalogs)):
             name = f.workload.pool or largest.name
             inf_by[name] += np.array([f.replicas_at(t) * f.replica_gpus for t in grid], dtype=float)

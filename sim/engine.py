@@ -496,7 +496,8 @@ class Engine:
                 if a >= until:
                     break
                 env._now = now = a
-                want = True
+                if debug or not plain:
+                    want = True
                 if not plain:
                     k = arrive(k, now)
                     continue
@@ -518,13 +519,16 @@ class Engine:
                                 break
                         else:
                             self._enqueue(r, now)
+                            want = True
                     elif early and not self._dirty and self._blocked is not None and queue.head() == self._blocked:
                         # the head is blocked and nothing was freed since the pass
                         # that found it so: check the job as that pass would, before
-                        # it joins the queue (most that backfill start right here)
+                        # it joins the queue (most that backfill start right here);
+                        # a pass after it would have nothing new to look at
                         if not self._backfill_arrival(r, now):
                             self._enqueue(r, now, checked=True)
                     else:
+                        want = True
                         # (_enqueue inline)
                         self.queued_jobs += 1
                         self.queued_gpus += g
@@ -1013,6 +1017,11 @@ class Engine:
                         # undone: the same best-fit choice (up to ties) would follow
                         self._bf_node = True
                         continue
+                    elif not res.single and res.extra < 1 and not st.pmask >> g:
+                        # no partly free node takes it: it would take a wholly free
+                        # node, which the gang head needs at the shadow time
+                        self._bf_node = True
+                        continue
             nodes, per, tiers = st.allocate(g, self.topology)
             if fixed:
                 D = r.dur
@@ -1242,11 +1251,9 @@ class Engine:
         f.peak_replicas = max(f.peak_replicas, len(f.live))
         self._fleet_demand(f, now)
         self._events += 1
-        nxt = now + f.workload.autoscaler.interval
-        if now < f.end_s:
-            nxt = min(nxt, f.end_s)
-            if nxt < self.horizon:
-                self._at(nxt - now, self._on_fleet_tick, k)
+        nxt = f.next_tick(now)       # the autoscaler's interval (fleet mode), a retry period (request mode)
+        if nxt is not None and nxt < self.horizon:
+            self._at(nxt - now, self._on_fleet_tick, k)
         if changed:
             self._res_version += 1
             self._dirty = True
@@ -1254,7 +1261,17 @@ class Engine:
 
     def _fleet_demand(self, f, now: float) -> None:
         rg = f.replica_gpus
-        self.demand.set(f.dkey, now, f.needed * rg, min(f.ready, f.needed) * rg)
+        served = min(f.ready, f.needed)
+        dt = now - f.acct_t          # replica-seconds asked for and unserved since the last change
+        if dt > 0:
+            f.needed_replica_s += f.acct_need * dt
+            f.unmet_replica_s += f.acct_short * dt
+        # every fleet shares the (inference, serving) demand key: change it by this fleet's own change
+        d_dem = (f.needed - f.acct_need) * rg
+        d_srv = (served - (f.acct_need - f.acct_short)) * rg
+        f.acct_t, f.acct_need, f.acct_short = now, f.needed, f.needed - served
+        if d_dem or d_srv:
+            self.demand.change(f.dkey, now, d_dem, d_srv)
 
     def _start_replica(self, f, now: float) -> bool:
         p = f.pool
@@ -1291,7 +1308,12 @@ class Engine:
         if self.node_end is not None and per < st.gpn:
             self.node_end[p][nodes[0]] = INF
         f.live.append(r.i)
-        self._at(w.autoscaler.scale_up_delay, self._on_replica_ready, (r.i, r.gen))
+        delay = f.scale_up_delay_s
+        if delay > 0:
+            self._at(delay, self._on_replica_ready, (r.i, r.gen))
+        else:                        # serves at once (request mode; fleet mode with no delay)
+            r.ready = True
+            f.ready += 1
         self._events += 1
         return True
 
@@ -1413,6 +1435,7 @@ class SimRun:
     request_results: list          # (workload name, RequestSimResult)
     wall_s: float
     jobs_not_submitted: int = 0
+    request_fleets: list = field(default_factory=list)   # sim.fleet.RequestFleet, request_results' order
 
 
 def build_pools(scenario, catalogs) -> list[PoolInfo]:
@@ -1515,15 +1538,21 @@ def simulate(scenario, catalogs=None, progress: Callable | None = None, debug: b
     jobs, fleets, request_mode = collect_work(scenario, catalogs, pools, timer, estimate)
     horizon = scenario.duration
     late = sum(1 for j in jobs if j.submit_s >= horizon)
-    eng = Engine(pools, jobs, fleets, scheduler=scenario.scheduler, failures=scenario.failures,
+    # request-mode replicas hold cluster GPUs as fixed-size fleets (sim/fleet.py), from the workload's
+    # start to the end of its simulated traffic; checked to fit before anything is simulated
+    from sim.fleet import build_request_fleet
+    request_fleets = [build_request_fleet(w, i, name, pools, horizon) for i, name, w in request_mode]
+    eng = Engine(pools, jobs, fleets + request_fleets, scheduler=scenario.scheduler, failures=scenario.failures,
                  horizon_s=horizon, sample_interval_s=scenario.outputs.sample_interval, seed=scenario.seed,
                  timer=timer, progress=progress, pue=scenario.power.pue, debug=debug)
     request_results = []
     if request_mode:
         from sim.requests import simulate_requests, spec_from_workload
-        for i, name, w in request_mode:
+        for (i, name, w), rf in zip(request_mode, request_fleets):
             spec = spec_from_workload(w, scenario, catalogs, i)
-            request_results.append((name, simulate_requests(spec, catalogs, seed=scenario.seed * 1000003 + i)))
+            res = simulate_requests(spec, catalogs, seed=scenario.seed * 1000003 + i)
+            rf.serve_until(res, horizon)
+            request_results.append((name, res))
     eng.run()
     return SimRun(scenario=scenario, engine=eng, pools=pools, fleets=fleets, request_results=request_results,
-                  wall_s=time.perf_counter() - t0, jobs_not_submitted=late)
+                  wall_s=time.perf_counter() - t0, jobs_not_submitted=late, request_fleets=request_fleets)

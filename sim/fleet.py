@@ -14,6 +14,17 @@ gives back GPUs: new replicas hold their GPUs from the decision and serve
 after ``scale_up_delay``; surplus replicas (newest first) are released at
 once. Each replica's life is one row of jobs.csv (family inference, kind
 serving).
+
+A request-mode workload (``mode: request``, sim/requests.py) is simulated
+request by request before the engine runs; its replicas then become a
+``RequestFleet``: a fixed count (``replicas``, or prefill + decode replicas
+when disaggregated; both kinds share one serving config, so one size) of
+``tp x pp`` GPUs on the workload's pool (else the first pool, as
+sim.requests.spec_from_workload picks), asked for from the workload's
+``start`` until its traffic ends (the last request's finish, or the
+window's end with ``drain: false``). The engine places them like
+autoscaled replicas, with no readiness delay (the request simulation
+assumes them ready), and records the replica-seconds it could not hold.
 """
 from __future__ import annotations
 
@@ -30,6 +41,11 @@ from workloads.traces import diurnal_multiplier, sample_tokens
 MONTH_S = 30.4375 * 86400.0
 TOKEN_MEAN_DRAWS = 20000
 """Draws used to take the mean of an empirical token distribution."""
+REQUEST_FLEET_RETRY_S = 60.0
+"""How often (seconds) the engine looks at a request-mode fleet while its
+traffic lasts, to put back replicas it could not place or lost to a
+preemption or a failure (a modelling choice: a minute is short next to the
+traffic windows request mode is for, and costs one event per minute)."""
 
 
 def mean_tokens(dist, where: str, base_dir=None, role: str = "input") -> float:
@@ -64,9 +80,25 @@ class Fleet:
     unmet_replica_s: float = 0.0
     needed_replica_s: float = 0.0
 
+    # replica accounting since the last change (engine: Engine._fleet_demand)
+    acct_t: float = 0.0
+    acct_need: int = 0
+    acct_short: int = 0
+
     @property
     def spec(self):
         return self.workload.autoscaler
+
+    @property
+    def scale_up_delay_s(self) -> float:
+        """Seconds from placing a replica to its serving."""
+        return float(self.workload.autoscaler.scale_up_delay)
+
+    def next_tick(self, now: float) -> float | None:
+        """Time of the autoscaler decision after `now` (None: no more)."""
+        if now >= self.end_s:
+            return None
+        return min(now + self.workload.autoscaler.interval, self.end_s)
 
     def rate(self, t: float) -> float:
         w = self.workload
@@ -141,3 +173,109 @@ def build_fleet(workload, index: int, name: str, scenario, catalogs, pool_index:
     except InputError as exc:
         raise InputError(exc.what, where, exc.fix) from None
     return fleet
+
+
+def replica_seconds(fleet, until: float) -> tuple[float, float]:
+    """(replica-seconds asked for, replica-seconds not served) of a fleet
+    from its start to `until` (the engine's books closed at `until`)."""
+    dt = max(0.0, until - fleet.acct_t)
+    return fleet.needed_replica_s + fleet.acct_need * dt, fleet.unmet_replica_s + fleet.acct_short * dt
+
+
+# ------------------------------------------------------------ request mode
+def request_replicas(workload) -> int:
+    """Replicas a request-mode workload simulates: `replicas`, or prefill +
+    decode replicas when disaggregated."""
+    dis = workload.disaggregated
+    return dis.prefill_replicas + dis.decode_replicas if dis else workload.replicas
+
+
+def request_pool(workload, pools) -> int:
+    """Engine pool index of a request-mode workload: its `pool`, else the
+    first pool (the pool sim.requests.spec_from_workload takes the system
+    and fabric from)."""
+    if workload.pool:
+        for k, p in enumerate(pools):
+            if p.name == workload.pool:
+                return k
+        from workloads.errors import unknown_name
+        raise unknown_name("pool", workload.pool, [p.name for p in pools], "workload pool")
+    return 0
+
+
+def replicas_that_fit(replica_gpus: int, nodes: int, gpus_per_node: int) -> int:
+    """How many replicas of `replica_gpus` GPUs an empty pool holds (the
+    engine places one within a node, or on whole nodes above one node)."""
+    if replica_gpus <= gpus_per_node:
+        return (gpus_per_node // replica_gpus) * nodes
+    return nodes // -(-replica_gpus // gpus_per_node)
+
+
+@dataclass
+class RequestFleet:
+    """The replicas of one request-mode inference workload, ready for the
+    engine: `replicas` replicas of `replica_gpus` GPUs from start_s to
+    end_s (see the module doc). Same interface as Fleet for the engine."""
+    index: int
+    name: str
+    workload: Any
+    pool: int                      # engine pool index
+    replica_gpus: int
+    replicas: int
+    start_s: float
+    end_s: float                   # set from the request simulation (serve_until)
+    cfg: Any = None                # hardware.perf_serving.ServingConfig of the request simulation
+    # runtime (engine)
+    live: list = field(default_factory=list)
+    ready: int = 0
+    needed: int = 0
+    replicas_started: int = 0
+    peak_replicas: int = 0
+    unmet_replica_s: float = 0.0
+    needed_replica_s: float = 0.0
+    acct_t: float = 0.0
+    acct_need: int = 0
+    acct_short: int = 0
+
+    scale_up_delay_s = 0.0         # the request simulation assumes every replica ready
+
+    def replicas_at(self, t: float) -> int:
+        return self.replicas if self.start_s <= t < self.end_s else 0
+
+    def next_tick(self, now: float) -> float | None:
+        if now >= self.end_s:
+            return None
+        return min(now + REQUEST_FLEET_RETRY_S, self.end_s)
+
+    def serve_until(self, result, horizon_s: float) -> None:
+        """Set the end from a finished request simulation (a
+        sim.requests.RequestSimResult): the workload's start plus the
+        simulation's clock at its end (the last request's finish, or the
+        window's end without drain), clipped to the scenario's horizon."""
+        from hardware.perf_serving import replica_gpus
+
+        self.cfg = result.config
+        if replica_gpus(result.config) != self.replica_gpus:   # pragma: no cover - both are tp x pp
+            raise AssertionError("request simulation and fleet disagree on the replica size")
+        self.end_s = min(float(horizon_s), self.start_s + float(result.summary["simulated_s"]))
+
+
+def build_request_fleet(workload, index: int, name: str, pools, horizon_s: float) -> RequestFleet:
+    """A RequestFleet for a request-mode workload on engine pools `pools`
+    (sim.engine.PoolInfo list); InputError naming the workload's replicas
+    when the pool cannot hold them all. Its end is set after the request
+    simulation (RequestFleet.serve_until)."""
+    where = f"workloads[{index}]"
+    p = request_pool(workload, pools)
+    info = pools[p]
+    rg = int(workload.tp) * int(workload.pp)      # hardware.perf_serving.replica_gpus
+    n = request_replicas(workload)
+    cap = replicas_that_fit(rg, info.nodes, info.gpus_per_node)
+    if n > cap:
+        field_ = f"{where}.disaggregated" if workload.disaggregated else f"{where}.replicas"
+        raise InputError(f"{n} replicas of {rg} GPUs need {n * rg} GPUs but pool {info.name!r} "
+                         f"({info.nodes * info.gpus_per_node} GPUs in service) holds at most {cap} of them",
+                         field_, f"use at most {cap} replicas, a smaller tp/pp, or a bigger pool")
+    start = float(workload.start)
+    return RequestFleet(index=index, name=name, workload=workload, pool=p, replica_gpus=rg, replicas=n,
+                        start_s=start, end_s=start)

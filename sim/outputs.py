@@ -189,6 +189,92 @@ def energy_and_cost(sim) -> tuple[float, dict, dict]:
     return total_kwh, energy, cost
 
 
+FAMILY_KEYS = ("jobs", "completed", "gpu_hours", "lost_gpu_hours", "gpu_hours_demanded", "gpu_hours_served")
+"""Keys of a family block, from the cluster's books (jobs.csv, demand.csv)."""
+REQUEST_HEADLINE = ("requests_", "ttft_", "tpot_", "e2e_")
+"""Request-mode keys (by prefix) copied to the top of the inference block
+when fleet-mode workloads share it (counts and latency percentiles)."""
+
+
+def _placement(fleets: list, horizon: float) -> dict:
+    """Replicas the engine held for `fleets`: peak (sum of each fleet's
+    peak), started, and the replica-hours asked for but not held."""
+    from sim.fleet import replica_seconds
+
+    need = unmet = need_gpu = unmet_gpu = 0.0
+    for f in fleets:
+        n, u = replica_seconds(f, horizon)
+        need, unmet = need + n, unmet + u
+        need_gpu, unmet_gpu = need_gpu + n * f.replica_gpus, unmet_gpu + u * f.replica_gpus
+    return {"replicas_peak": int(sum(f.peak_replicas for f in fleets)),
+            "replicas_started": int(sum(f.replicas_started for f in fleets)),
+            "replica_hours_needed": need / 3600.0, "replica_hours_unmet": unmet / 3600.0,
+            "demand_served_fraction": 1.0 - unmet_gpu / need_gpu if need_gpu > 0 else 1.0}
+
+
+def _inference_block(sim, s: dict, horizon: float) -> None:
+    """The inference block: the family block (the cluster's books, every
+    replica of both modes), the replicas held (replicas_peak,
+    replicas_started, replica_hours_needed, replica_hours_unmet,
+    demand_served_fraction) and, with request-mode workloads, their
+    request-level results (sim.requests.combine_summaries), each
+    workload's block with the replicas the cluster held for it.
+    slo_attainment: the served demand fraction (fleet mode), the requests'
+    attainment (request mode), the lower of the two when both share the
+    run (then also slo_attainment_fleet, slo_attainment_requests, and the
+    request-level block whole under request_mode)."""
+    from sim.requests import combine_summaries
+
+    req_fleets = list(getattr(sim, "request_fleets", None) or [])
+    if not sim.fleets and not sim.request_results:
+        return
+    inf = s.setdefault("inference", {})
+    inf["mode"] = "mixed" if sim.fleets and sim.request_results else ("fleet" if sim.fleets else "request")
+    inf.update(_placement(list(sim.fleets) + req_fleets, horizon))
+    dem, srv = inf.get("gpu_hours_demanded", 0.0), inf.get("gpu_hours_served", 0.0)
+    inf["demand_served_fraction"] = srv / dem if dem else 1.0
+    fleet_att = None
+    if sim.fleets:
+        fleet_att = _placement(sim.fleets, horizon)["demand_served_fraction"] if req_fleets \
+            else inf["demand_served_fraction"]
+        inf["slo_attainment"] = fleet_att
+    if not sim.request_results:
+        return
+    by_name = {f.name: f for f in req_fleets}
+    results = []
+    for name, res in sim.request_results:
+        block = dict(res.summary)
+        f = by_name.get(name)
+        if f is not None:
+            block.update(_placement([f], horizon))
+            if block["replica_hours_unmet"] > 0:
+                block["note"] = (f"the cluster held fewer than {f.replicas} replicas for "
+                                 f"{block['replica_hours_unmet']:.3g} replica-hours; the latencies assume all")
+        results.append((name, _Res(res.requests, block)))
+    req = combine_summaries(results)
+    if len(results) > 1:
+        req.update(_placement(req_fleets, horizon))
+    if fleet_att is None:          # request mode only: the request-level block, the cluster's books kept
+        inf.update({k: v for k, v in req.items() if k not in FAMILY_KEYS and k != "demand_served_fraction"})
+        if inf["replica_hours_unmet"] > 0 and "note" not in inf:
+            inf["note"] = "the cluster held fewer replicas than asked for a while; the latencies assume all"
+        return
+    inf["request_mode"] = req
+    inf.update({k: v for k, v in req.items() if k.startswith(REQUEST_HEADLINE)})
+    inf["slo_attainment_fleet"] = fleet_att
+    inf["slo_attainment_requests"] = req.get("slo_attainment")
+    vals = [v for v in (fleet_att, req.get("slo_attainment")) if v is not None]
+    inf["slo_attainment"] = min(vals) if vals else None
+
+
+class _Res:
+    """A request-mode result with its summary block replaced (for
+    sim.requests.combine_summaries)."""
+
+    def __init__(self, requests, summary):
+        self.requests, self.summary = requests, summary
+
+
 def build_summary(sim, jobs: pd.DataFrame, util: pd.DataFrame, demand: pd.DataFrame) -> dict:
     eng = sim.engine
     sc = sim.scenario
@@ -265,19 +351,7 @@ def build_summary(sim, jobs: pd.DataFrame, util: pd.DataFrame, demand: pd.DataFr
                 block["deadlines"] = int(len(dl))
                 block["deadlines_missed"] = int(late.sum())
         s[fam] = block
-    if sim.fleets:
-        inf = s.setdefault("inference", {})
-        inf["replicas_peak"] = int(sum(f.peak_replicas for f in sim.fleets))
-        inf["replicas_started"] = int(sum(f.replicas_started for f in sim.fleets))
-        dem, srv = inf.get("gpu_hours_demanded", 0.0), inf.get("gpu_hours_served", 0.0)
-        inf["demand_served_fraction"] = srv / dem if dem else 1.0
-        inf["slo_attainment"] = inf["demand_served_fraction"]
-    if sim.request_results:
-        inf = s.setdefault("inference", {})
-        if len(sim.request_results) == 1:
-            inf.update(sim.request_results[0][1].summary)
-        else:
-            inf["workloads"] = {name: res.summary for name, res in sim.request_results}
+    _inference_block(sim, s, horizon)
     laws = {}
     for fam, law in LAW_OF_FAMILY.items():
         if fam in s and isinstance(s[fam], dict):

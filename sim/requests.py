@@ -24,7 +24,10 @@ iteration it finishes at), and O(chunks) for an iteration with prefill.
 
 Entry points: ``simulate_requests(spec, catalogs, seed)`` and, for scenario
 workloads (``family: inference``, ``mode: request``),
-``spec_from_workload(workload, scenario, catalogs)``.
+``spec_from_workload(workload, scenario, catalogs)``. In a scenario run the
+simulation here comes first, assuming every replica present; the replicas
+then hold GPUs of the simulated cluster from the workload's start to the
+end of its traffic (sim/fleet.py ``RequestFleet``, sim/engine.py).
 """
 from __future__ import annotations
 
@@ -1049,7 +1052,8 @@ def spec_from_workload(workload, scenario=None, catalogs=None, index: int = 0) -
     """A RequestSimSpec from a scenario's `family: inference`, `mode:
     request` workload (sim.scenario.InferenceWorkload). The replicas run on
     the workload's pool (or the first pool): its system, and its fabric link
-    when one is given. Trace paths are relative to the scenario file.
+    when one is given; the cluster engine places them on that pool too
+    (sim.fleet.request_pool). Trace paths are relative to the scenario file.
 
     The traffic window is the workload's `duration` (else end - start, else,
     for a synthetic stream, the scenario's duration): a synthetic stream

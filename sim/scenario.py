@@ -651,7 +651,10 @@ def check_scenario(scenario: Scenario, catalogs=None):
         if getattr(w, "mode", None) == "request":
             need = w.tp * w.pp * (w.disaggregated.prefill_replicas + w.disaggregated.decode_replicas
                                   if w.disaggregated else w.replicas)
-            if need > limit:
-                raise InputError(f"the replicas need {need} GPUs but the pool has {limit}",
-                                 f"{where}.replicas", "use fewer replicas or a smaller tp")
+            # the replicas hold GPUs of the workload's pool, else of the first pool (sim.fleet.request_pool)
+            pool_name = w.pool or scenario.cluster.pools[0].name
+            if need > pool_gpus[pool_name]:
+                raise InputError(f"the replicas need {need} GPUs but pool {pool_name!r} has {pool_gpus[pool_name]}",
+                                 f"{where}.disaggregated" if w.disaggregated else f"{where}.replicas",
+                                 "use fewer replicas or a smaller tp, or give a bigger pool")
     return catalogs

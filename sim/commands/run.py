@@ -103,8 +103,12 @@ def run(args) -> int:
     inf = s.get("inference") or {}
     if "slo_attainment" in inf:
         rows.append(("inference SLO attainment", f"{100 * inf['slo_attainment']:.1f}%"))
+    if inf.get("replica_hours_unmet"):
+        rows.append(("serving replica-hours unmet", f"{inf['replica_hours_unmet']:,.2f} of "
+                                                     f"{inf.get('replica_hours_needed', 0.0):,.2f}"))
     rows.append(("lost GPU-hours", f"{s['lost_gpu_hours']:,.1f}"))
-    rows.append(("energy", f"{s['energy_kwh'] / 1e3:,.1f} MWh"))
+    e = s["energy_kwh"]
+    rows.append(("energy", f"{e / 1e3:,.1f} MWh" if e >= 1e3 else f"{e:,.1f} kWh"))
     if s.get("cost", {}).get("total_usd"):
         rows.append(("cost", f"${s['cost']['total_usd']:,.0f}"))
     rate = s.get("events_per_s")
