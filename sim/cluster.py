@@ -480,6 +480,19 @@ class PoolState:
             self._take_base(G, k, out)
             return
         kids = self.top_kids if j == self.T else self.kids[j][G]
+        if j < self.T and k == self.cnt[j][G]:
+            # every free node of the group: no choice to make
+            if j == 1:
+                W = self.W
+                for c in kids:
+                    if W[c]:
+                        self._take_base(c, len(W[c]), out)
+            else:
+                cl = self.cnt[j - 1]
+                for c in kids:
+                    if cl[c]:
+                        self._take_in(j - 1, c, cl[c], out)
+            return
         if j == 1:
             W = self.W
             avail = [(-len(W[c]), c) for c in kids if W[c]]
@@ -553,8 +566,21 @@ class PoolState:
             W[g].add(node)
             self._gain(g, 1)
             return
+        a, z = nodes[0], nodes[-1]
+        g = g0[a]
+        n = len(nodes)
+        if g == g0[z]:
+            # within one base group
+            if z + 1 - a == n:
+                free[a:z + 1] = [gpn] * n
+            else:
+                for node in nodes:
+                    free[node] = gpn
+            W[g].update(nodes)
+            self._gain(g, n)
+            return
         # one chunk per base group (groups are contiguous runs of nodes)
-        i, n = 0, len(nodes)
+        i = 0
         while i < n:
             a = nodes[i]
             g = g0[a]

@@ -959,7 +959,7 @@ class Engine:
             self._bf_node = False
             # one comparison rejects a job too big for what is free now
             G = self._gpus
-            for j in [j for j in self.queue.candidates(self.window) if G[j] <= M and j not in rejected]:
+            for j in self.queue.fitting(self.window, G, M, rejected):
                 r = runs[j]
                 if r.gpus > M:
                     continue

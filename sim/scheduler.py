@@ -120,6 +120,14 @@ class FifoQueue:
             out += [x for x in chunk if x in live]
         return out[:window]
 
+    def fitting(self, window: int, sizes, limit: int, skip) -> list[int]:
+        """candidates(window) with sizes[seq] <= limit and seq not in skip,
+        in one pass over the queue when it is no longer than the window."""
+        if len(self.live) > window:
+            return [x for x in self.candidates(window) if sizes[x] <= limit and x not in skip]
+        live = self.live
+        return [x for x in self.items[self._head_pos() + 1:] if x in live and sizes[x] <= limit and x not in skip]
+
     def __len__(self) -> int:
         return len(self.live)
 
@@ -150,6 +158,10 @@ class OrderedQueue:
     def is_last(self, run) -> bool:
         """Is run the last in the order (its removal moves no other run)?"""
         return bool(self.items) and self.items[-1] == run.qkey
+
+    def fitting(self, window: int, sizes, limit: int, skip) -> list[int]:
+        """candidates(window) with sizes[seq] <= limit and seq not in skip."""
+        return [x for x in self.candidates(window) if sizes[x] <= limit and x not in skip]
 
     def candidates(self, window: int) -> Iterator[int]:
         """The seqs of up to `window` runs after the head, in order."""
@@ -209,6 +221,10 @@ class FairShareQueue:
 
     def is_last(self, run) -> bool:
         return False
+
+    def fitting(self, window: int, sizes, limit: int, skip) -> list[int]:
+        """candidates(window) with sizes[seq] <= limit and seq not in skip."""
+        return [x for x in self.candidates(window) if sizes[x] <= limit and x not in skip]
 
     def candidates(self, window: int) -> Iterator[int]:
         """Round-robin over eligible tenants in share order, after the head."""
