@@ -216,6 +216,30 @@ def fleet_flops(fleet) -> dict:
             "compute_over_single_pass": float(flops[0] / single) if single > 0 else None}
 
 
+def request_mode_flops(workload, result) -> dict:
+    """Requests and FLOPs a request-mode workload's simulation completed
+    (sim.requests.RequestSimResult: each completed request's own token
+    counts, workloads.reasoning's accounting of samples, search and
+    verifier passes), and its compute over a single pass of each answer."""
+    from workloads.reasoning import TestTimeCompute, request_flops as work_flops, request_work
+
+    model = result.config.model
+    search = getattr(workload, "search", None)
+    ttc = TestTimeCompute(samples=int(getattr(workload, "samples_per_request", 1) or 1),
+                          branching=search.branching if search is not None else 1,
+                          depth=search.depth if search is not None else 1,
+                          verifier_passes=int(getattr(workload, "verifier_passes", 0) or 0))
+    answer = getattr(workload.output_tokens, "answer", None) if workload.output_tokens is not None else None
+    df = result.requests
+    done = df[df["state"] == "completed"]
+    flops = single = 0.0
+    for i, o in zip(done["input_tokens"].to_numpy(dtype=float), done["output_tokens"].to_numpy(dtype=float)):
+        flops += work_flops(model, request_work(i, o, ttc))
+        single += work_flops(model, request_work(i, float(answer) if answer is not None else o))
+    return {"requests": float(len(done)), "flops": flops,
+            "compute_over_single_pass": flops / single if single > 0 else None}
+
+
 def post_training_multiple(jobs: list, catalogs) -> dict:
     """Post-training FLOPs over the pretraining FLOPs of the bases they derive
     from: a base pretrained in the scenario counts its run, a catalog base
@@ -386,9 +410,10 @@ def gpus_needed(scenario, catalogs, *, jobs=None, timer=None, pools=None, fleets
 
 # -------------------------------------------------------------- block
 def laws_block(scenario, demand: Optional[pd.DataFrame] = None, catalogs=None, *, with_gpus_needed: bool = True,
-               jobs=None, timer=None, pools=None, fleets=None) -> dict:
+               jobs=None, timer=None, pools=None, fleets=None, requests=()) -> dict:
     """summary.json's `laws` block (see the module docstring). `jobs`,
-    `timer`, `pools`, `fleets`: a finished run's, to reuse (else generated)."""
+    `timer`, `pools`, `fleets`: a finished run's, to reuse (else generated);
+    `requests`: (workload, RequestSimResult) of its request-mode workloads."""
     if catalogs is None:
         from sim.scenario import check_scenario
         catalogs = check_scenario(scenario)
@@ -402,8 +427,7 @@ def laws_block(scenario, demand: Optional[pd.DataFrame] = None, catalogs=None, *
         totals[law]["flops"] = sum(float(j.meta.get("flops", 0.0)) for j in mine)
         totals[law]["jobs"] = len(mine)
     tt = {"flops": 0.0, "requests": 0.0, "compute_over_single_pass": None}
-    for f in fleets:
-        r = fleet_flops(f)
+    for r in [fleet_flops(f) for f in fleets] + [request_mode_flops(w, res) for w, res in requests]:
         tt["flops"] += r["flops"]
         tt["requests"] += r["requests"]
         if r["compute_over_single_pass"] is not None:
@@ -430,7 +454,9 @@ def laws_from_run(sim, demand: Optional[pd.DataFrame]) -> dict:
     eng = sim.engine
     catalogs = check_scenario(sim.scenario)
     jobs = [r.job for r in eng.runs[:eng.n_jobs]]
-    return laws_block(sim.scenario, demand, catalogs, jobs=jobs, timer=eng.timer, pools=sim.pools, fleets=sim.fleets)
+    requests = [(rf.workload, res) for rf, (_, res) in zip(sim.request_fleets, sim.request_results)]
+    return laws_block(sim.scenario, demand, catalogs, jobs=jobs, timer=eng.timer, pools=sim.pools, fleets=sim.fleets,
+                      requests=requests)
 
 
 def laws_rows(laws: dict) -> list[tuple[str, str]]:

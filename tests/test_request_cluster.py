@@ -205,3 +205,24 @@ def test_same_seed_same_jobs_csv(tmp_path, capsys):
     assert texts[0] == texts[1]
     jobs = pd.read_csv(tmp_path / "o0" / "jobs.csv")
     assert (jobs.kind == "serving").sum() == 3
+
+
+def test_test_time_flops_of_request_mode_count_samples_and_verifier(tmp_path):
+    """The laws block's test-time FLOPs add up the completed requests' work:
+    4 samples and one verifier pass cost what workloads.reasoning says, and
+    compute_over_single_pass is that over one answer per request."""
+    from workloads.models import load_models
+    from workloads.reasoning import TestTimeCompute, request_flops, request_work
+
+    m = load_models().get("llama3-8b")
+    plain = run(scenario(tmp_path, [request_workload(tmp_path)])).summary["laws"]["test_time"]
+    one = request_flops(m, request_work(500, 50))
+    assert plain["requests"] == 30
+    assert plain["flops"] == pytest.approx(30 * one, rel=1e-9)
+    assert plain["compute_over_single_pass"] == pytest.approx(1.0)
+    tt = run(scenario(tmp_path, [request_workload(tmp_path, samples_per_request=4, verifier_passes=1)])
+             ).summary["laws"]["test_time"]
+    many = request_flops(m, request_work(500, 50, TestTimeCompute(samples=4, verifier_passes=1)))
+    assert tt["requests"] == 30
+    assert tt["flops"] == pytest.approx(30 * many, rel=1e-9)
+    assert tt["compute_over_single_pass"] == pytest.approx(many / one, rel=1e-9) and many / one > 4
