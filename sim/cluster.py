@@ -29,7 +29,7 @@ so runs are deterministic.
 """
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 from typing import Optional
 
@@ -157,10 +157,6 @@ def _nest(levels: list[Level], n: int) -> tuple[list[Level], list[list[int]]]:
     return out, gofs
 
 
-def _lowbit(m: int) -> int:
-    return (m & -m).bit_length() - 1
-
-
 class PoolState:
     """Free capacity of one pool of identical nodes."""
 
@@ -182,8 +178,8 @@ class PoolState:
         self.gof = gofs
         self.g0 = g0 = gofs[0]
         nb = (max(g0) + 1) if n else 1
-        # base groups: wholly free nodes, and the groups in sets by that count
-        self.W: list[set] = [set() for _ in range(nb)]
+        # base groups: wholly free nodes (sorted lists), and the groups in sets by that count
+        self.W: list[list] = [[] for _ in range(nb)]
         sizes: dict[int, int] = {}
         for g in g0:
             sizes[g] = sizes.get(g, 0) + 1
@@ -301,7 +297,7 @@ class PoolState:
                 if c:
                     self._gain(prev, c)
                 prev, c = g, 0
-            W[g].add(node)
+            insort(W[g], node)
             c += 1
         if c:
             self._gain(prev, c)
@@ -319,7 +315,7 @@ class PoolState:
                 self.pmask &= ~(1 << old)
         elif old == gpn:
             g = self.g0[node]
-            self.W[g].discard(node)
+            self.W[g].remove(node)
             self._lose(g, 1)
         if 0 < new < gpn:
             b = self.partial[new]
@@ -328,7 +324,7 @@ class PoolState:
             b.add(node)
         elif new == gpn:
             g = self.g0[node]
-            self.W[g].add(node)
+            insort(self.W[g], node)
             self._gain(g, 1)
         self.free[node] = new
         self.free_gpus += new - old
@@ -394,6 +390,38 @@ class PoolState:
             self.free_gpus -= gpn
             return (node,), gpn, 0
         if topology:
+            m = self.m0 >> k
+            if m:
+                # the fullest base group that holds the gang (as _take, inline:
+                # the common gang)
+                c = k + ((m & -m).bit_length() - 1)
+                B0 = self.B0
+                b = B0[c]
+                g = next(iter(b))
+                w = self.W[g]
+                nodes = w[:k]
+                del w[:k]
+                a, z = nodes[0], nodes[-1] + 1
+                free = self.free
+                if z - a == k:
+                    free[a:z] = [0] * k
+                else:
+                    for node in nodes:
+                        free[node] = 0
+                b.discard(g)
+                if not b:
+                    self.m0 ^= 1 << c
+                c -= k
+                if c:
+                    b = B0[c]
+                    if not b:
+                        self.m0 |= 1 << c
+                    b.add(g)
+                for cnt, par in self.ups:
+                    cnt[par[g]] -= k
+                self.whole_free -= k
+                self.free_gpus -= gpn * k
+                return tuple(nodes), gpn, self.tier[0]
             nodes, tiers = self._take(k)
         else:
             nodes = self._first_fit(k)
@@ -403,7 +431,7 @@ class PoolState:
         return tuple(nodes), gpn, tiers
 
     def _take1(self) -> int:
-        """One wholly free node of the fullest base group."""
+        """One wholly free node (its highest-numbered) of the fullest base group."""
         m0 = self.m0
         c = (m0 & -m0).bit_length() - 1
         b = self.B0[c]
@@ -425,22 +453,8 @@ class PoolState:
         """k wholly free nodes of base group g, lowest-numbered first,
         marked used."""
         w = self.W[g]
-        b = self.g_end[g]
-        if k == len(w) == self.g_size[g]:
-            # the whole group is free: its nodes are a contiguous run
-            a = b - k
-            chosen = list(range(a, b))
-            w.clear()
-            self.free[a:b] = [0] * k
-            out.extend(chosen)
-            self._lose(g, k)
-            return
-        chosen = sorted(w)
-        if k == len(chosen):
-            w.clear()
-        else:
-            chosen = chosen[:k]
-            w.difference_update(chosen)
+        chosen = w[:k]
+        del w[:k]
         a, b = chosen[0], chosen[-1] + 1
         if b - a == k:
             self.free[a:b] = [0] * k
@@ -451,15 +465,42 @@ class PoolState:
         out.extend(chosen)
         self._lose(g, k)
 
+    def _take_all_base(self, kids, out: list) -> None:
+        """Every wholly free node of base groups `kids`, all children of one
+        group (so they share their parent at every level above)."""
+        W, B0, free = self.W, self.B0, self.free
+        m0 = self.m0
+        total = 0
+        first = -1
+        for c in kids:
+            w = W[c]
+            if not w:
+                continue
+            k = len(w)
+            a, b = w[0], w[-1] + 1
+            if b - a == k:
+                free[a:b] = [0] * k
+            else:
+                for node in w:
+                    free[node] = 0
+            out.extend(w)
+            W[c] = []
+            bucket = B0[k]
+            bucket.discard(c)
+            if not bucket:
+                m0 &= ~(1 << k)
+            total += k
+            first = c
+        self.m0 = m0
+        if total:
+            for cnt, par in self.ups:
+                cnt[par[first]] -= total
+            self.whole_free -= total
+
     def _take(self, k: int) -> tuple[list, int]:
-        """k > 1 wholly free nodes, topology-packed: (nodes, tiers)."""
+        """k > 1 wholly free nodes, topology-packed, when no base group
+        holds them all (allocate takes that case): (nodes, tiers)."""
         out: list[int] = []
-        m = self.m0 >> k
-        if m:
-            c = k + _lowbit(m)
-            g = next(iter(self.B0[c]))
-            self._take_base(g, k, out)
-            return out, self.tier[0]
         for j in range(1, self.T):
             if k > self.size[j]:
                 continue
@@ -483,10 +524,7 @@ class PoolState:
         if j < self.T and k == self.cnt[j][G]:
             # every free node of the group: no choice to make
             if j == 1:
-                W = self.W
-                for c in kids:
-                    if W[c]:
-                        self._take_base(c, len(W[c]), out)
+                self._take_all_base(kids, out)
             else:
                 cl = self.cnt[j - 1]
                 for c in kids:
@@ -552,7 +590,7 @@ class PoolState:
                 b.add(node)
             else:
                 g = self.g0[node]
-                self.W[g].add(node)
+                insort(self.W[g], node)
                 self._gain(g, 1)
             free[node] = nf
             self.free_gpus += per_node
@@ -563,7 +601,7 @@ class PoolState:
             node = nodes[0]
             free[node] = gpn
             g = g0[node]
-            W[g].add(node)
+            insort(W[g], node)
             self._gain(g, 1)
             return
         a, z = nodes[0], nodes[-1]
@@ -576,7 +614,12 @@ class PoolState:
             else:
                 for node in nodes:
                     free[node] = gpn
-            W[g].update(nodes)
+            w = W[g]
+            if not w or w[-1] < a:
+                w.extend(nodes)
+            else:
+                w.extend(nodes)
+                w.sort()
             self._gain(g, n)
             return
         # one chunk per base group (groups are contiguous runs of nodes)
@@ -593,7 +636,12 @@ class PoolState:
             else:
                 for node in chunk:
                     free[node] = gpn
-            W[g].update(chunk)
+            w = W[g]
+            if not w or w[-1] < a:
+                w.extend(chunk)
+            else:
+                w.extend(chunk)
+                w.sort()
             self._gain(g, c)
             i = e
 
@@ -677,6 +725,7 @@ class PoolState:
         for f in range(1, gpn):
             assert bool(self.partial[f]) == bool(self.pmask >> f & 1), ("pmask", f)
         for g, w in enumerate(self.W):
+            assert w == sorted(set(w)), ("W sorted", g)
             c = len(w)
             for cc in range(1, len(self.B0)):
                 assert (g in self.B0[cc]) == (cc == c), ("B0", g, c)
