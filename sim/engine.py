@@ -342,6 +342,9 @@ class Engine:
         self._bf_state = None             # backfill: (reservation, largest fit) of the last pass that started nothing
         self._bf_node = False             # backfill: a rejection depended on the nodes picked
         self.n_scans_skipped = 0
+        self._scan: list = []             # backfill: the window's candidates (see _backfill)
+        self._scan_key = None
+        self._scan_rejected = 0
         self._wall0 = None
         self._last_progress = 0.0
         self.rng = np.random.default_rng([seed, 1])
@@ -957,9 +960,23 @@ class Engine:
             if not M:
                 return
             self._bf_node = False
-            # one comparison rejects a job too big for what is free now
             G = self._gpus
-            for j in self.queue.fitting(self.window, G, M, rejected):
+            q = self.queue
+            if q.__class__ is FifoQueue:
+                # the window's jobs not turned down under this reservation, kept
+                # while neither the window nor the reservation changed
+                skey = (key, q.gen)
+                if self._scan_key != skey:
+                    self._scan = q.fitting(self.window, G, INF, rejected)
+                    self._scan_key = skey
+                elif len(rejected) != self._scan_rejected:
+                    self._scan = [j for j in self._scan if j not in rejected]
+                self._scan_rejected = len(rejected)
+                todo = [j for j in self._scan if G[j] <= M]
+            else:
+                todo = q.fitting(self.window, G, M, rejected)
+            # one comparison rejects a job too big for what is free now
+            for j in todo:
                 r = runs[j]
                 if r.gpus > M:
                     continue

@@ -57,23 +57,32 @@ class FifoQueue:
     only marks the run gone; dead entries are skipped, and dropped in bulk
     once they outnumber the live ones. O(1) amortized push, remove and
     head (no Python-level tree as in a SortedList); candidates cost
-    O(window + dead entries passed)."""
+    O(window + dead entries passed).
+
+    ``gen`` changes whenever the head or the first ``watch`` runs after it
+    may have changed (any removal, a push into that window): a caller may
+    keep what it derived from candidates(watch) while gen stays."""
 
     COMPACT_AT = 64
     """Dead entries always tolerated before a bulk drop."""
 
-    def __init__(self):
+    def __init__(self, watch: int = DEFAULT_BACKFILL_WINDOW):
         self.items: list[int] = []     # seqs, sorted; live ones are in `live`
         self.live: set[int] = set()
         self.lo = 0                    # items[:lo] are dead
         self.dead = 0
+        self.watch = watch
+        self.gen = 0
 
     def push(self, run) -> None:
         s = run.qkey = run.seq
         items = self.items
         if not items or s > items[-1]:
             items.append(s)
+            if len(self.live) <= self.watch:       # lands within the watched window
+                self.gen += 1
         else:
+            self.gen += 1
             i = bisect_left(items, s)
             if i < len(items) and items[i] == s:
                 self.dead -= 1         # its old entry comes back to life
@@ -85,6 +94,7 @@ class FifoQueue:
 
     def remove(self, run) -> None:
         self.live.remove(run.qkey)
+        self.gen += 1
         self.dead += 1
         if self.dead > self.COMPACT_AT and self.dead > len(self.live):
             live = self.live
@@ -126,7 +136,7 @@ class FifoQueue:
         if len(self.live) > window:
             return [x for x in self.candidates(window) if sizes[x] <= limit and x not in skip]
         live = self.live
-        return [x for x in self.items[self._head_pos() + 1:] if x in live and sizes[x] <= limit and x not in skip]
+        return [x for x in self.items[self._head_pos() + 1:] if sizes[x] <= limit and x in live and x not in skip]
 
     def __len__(self) -> int:
         return len(self.live)
@@ -254,7 +264,7 @@ def make_queue(spec, allocated_by_tenant: dict):
     """The queue for a SchedulerSpec."""
     policy = spec.policy
     if policy in ("fifo", "backfill"):
-        return FifoQueue()
+        return FifoQueue(getattr(spec, "backfill_window", None) or DEFAULT_BACKFILL_WINDOW)
     if policy == "priority":
         return OrderedQueue(key=lambda run: -run.priority)
     if policy == "sjf":

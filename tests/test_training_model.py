@@ -541,3 +541,79 @@ def test_a_stage_without_layers_under_full_recompute():
     p = ParallelConfig(tp=1, pp=4, ep=8, dp=8, recompute="full")
     mem = memory_per_gpu(s, p, stages=(0, 16, 16))
     assert mem.activations > 0 and mem.stage in ("first", "second", "last")
+
+
+# ---------------------------------------------------------------------------
+# MoE memory, per tensor: gpt-oss-120b (config.json: 36 layers, hidden 2880,
+# 64 query / 8 KV heads of 64, 128 experts of 2880, top-4, vocab 201,088)
+# ---------------------------------------------------------------------------
+
+GIB = 2**30
+
+
+def _gpt_oss_stage0(micro_batch):
+    """First stage of Megatron-Bridge's H100 layout (TP1 PP4 EP8, 64 GPUs,
+    GBS 512, 4K sequences, bf16 gradients, ZeRO-1, no recompute): bytes
+    written out from the architecture, independent of the model code."""
+    h, q, kv, o, heads, E, k, efn, V = 2880, 64 * 64, 2 * 8 * 64, 64 * 64, 64, 128, 4, 2880, 201088
+    layers, ep, dp, edp = 9, 8, 16, 2            # 36 / PP4; expert DP = 64 / (PP4 x EP8)
+    dense = layers * (h * (q + kv) + o * h + h * E) + V * h      # attention, router, embedding
+    experts = layers * (E // ep) * 3 * h * efn                   # 16 local gated experts
+    T = micro_batch * 4096
+    per_token = (2 * h + 2 * h + 2 * (q + kv) + 2 * o + 4 * heads     # norm in/out, Q K V, O, log-sum-exp
+                 + 2 * h + 2 * h                                       # MLP norm in / router input
+                 + k * (2 * h + 2 * 2 * efn + 2 * efn))                # per routed token: FC1 in, FC1 out, FC2 in
+    act = 4 * layers * T * per_token             # 1F1B: stage 0 holds pp = 4 micro-batches
+    return dict(weights=2 * (dense + experts), gradients=2 * (dense + experts),
+                optimizer=12 * (dense / dp + experts / edp), activations=act)
+
+
+def test_gpt_oss_120b_h100_recipe_layout_fits_without_recompute():
+    m = MODELS.get("gpt-oss-120b")
+    s = Setup(model=m, seq_len=4096, global_batch_seqs=512, stack=get_stack("nemo"))
+    # the v0.2.0 H100 preset's micro-batch of 1 (also the 26.02 table's)
+    mem = memory_per_gpu(s, ParallelConfig(tp=1, pp=4, ep=8, dp=16, micro_batch=1, recompute="none", zero=1))
+    want = _gpt_oss_stage0(1)
+    assert mem.stage == "first" and mem.logits == 0.0
+    for key, value in want.items():
+        assert getattr(mem, key) == pytest.approx(value, rel=0.01), key
+    assert 8 * GIB < mem.weights < 9 * GIB and 19 * GIB < mem.optimizer < 22 * GIB
+    assert 17 * GIB < mem.activations < 20 * GIB
+    assert mem.total < CAT.gpu("h100").hbm_bytes
+    # the 25.11 table's MBS 4 with no recompute cannot fit in 80 GB: the
+    # stored expert activations alone (4 routed copies of FC1 in, FC1 out,
+    # FC2 in per token) plus the states exceed it
+    four = memory_per_gpu(s, ParallelConfig(tp=1, pp=4, ep=8, dp=16, micro_batch=4, recompute="none", zero=1))
+    w4 = _gpt_oss_stage0(4)
+    expert_act = 4 * 9 * 4 * 4096 * 4 * (2 * 2880 + 6 * 2880)
+    assert w4["weights"] + w4["gradients"] + w4["optimizer"] + expert_act > 80 * GIB
+    assert four.activations == pytest.approx(w4["activations"], rel=0.01)
+    assert four.total > CAT.gpu("h100").hbm_bytes
+
+
+def test_gpt_oss_120b_b200_recipe_layout_fits_and_logits_sit_on_the_one_stage():
+    m = MODELS.get("gpt-oss-120b")
+    s = Setup(model=m, seq_len=4096, global_batch_seqs=512, stack=get_stack("nemo"))
+    # the v0.2.0 B200 preset: TP1 PP1 EP64 MBS4, no recompute
+    mem = memory_per_gpu(s, ParallelConfig(tp=1, pp=1, ep=64, dp=64, micro_batch=4, recompute="none", zero=1))
+    assert mem.stage == "only"
+    # bf16 logits and their fp32 copy for the cross-entropy, one micro-batch
+    assert mem.logits == pytest.approx(6 * 4 * 4096 * 201088)
+    assert mem.total < CAT.gpu("b200").hbm_bytes
+
+
+def test_moe_with_expert_tensor_parallelism_stores_every_routed_token():
+    """ep = 1 splits each expert over TP: the routed tokens are all-gathered
+    over the TP group, so each rank stores all T x k of them at full width
+    as the first expert GEMM's input, and 1/tp of the expert-FFN tensors."""
+    m = build_model("moe-test", dict(layers=4, hidden=1024, heads=8, kv_heads=8, ffn=1024, vocab=32000,
+                                     experts=8, active_experts=2, expert_ffn=512))
+    s = Setup(model=m, seq_len=2048, global_batch_seqs=8)
+    h, efn, k, t, T = 1024, 512, 2, 2, 2048
+    w = layer_work(m, True, s, ParallelConfig(tp=t, ep=1, recompute="none"))
+    attn = T * (2 * h / t + 2 * h / t + 2 * (h + 2 * h) / t + 2 * h / t) + 4 * T * 8 / t
+    mlp = T * 4 * h / t + T * k / t * (2 * 2 * efn + 2 * efn) + T * k * 2 * h
+    assert w.act_bytes == pytest.approx(attn + mlp)
+    # with ep > 1 (expert TP 1) each rank stores only its own tokens' routes
+    w_ep = layer_work(m, True, s, ParallelConfig(tp=t, ep=2, dp=1, recompute="none"))
+    assert w_ep.act_bytes == pytest.approx(attn + T * 4 * h / t + T * k / t * (2 * h + 6 * efn))

@@ -563,7 +563,16 @@ def layer_work(m: ModelSpec, moe: bool, setup: Setup, p: ParallelConfig) -> Laye
             tokens_in = T / t if setup.stack.fp8_dispatch else pairs
             ops.append(_mem("expert_fp8_cast", cast * (tokens_in * h + pairs * width_out),
                             bwd=1.0, launches=2.0 * launches, after_sync=synced))
-        mlp_act_store = routed * (gate * efn * ACT_BYTES + efn * gb) + routed * h * gb
+        # stored per routed token: the first expert GEMM's input (h wide),
+        # its output (the activation's input, gate x efn) and the second
+        # GEMM's input (efn). With ep = 1 the experts are split by TP
+        # (expert TP = TP): Megatron-core's alltoall dispatcher all-gathers
+        # the routed tokens over the expert-TP group, so every rank holds all
+        # T x k routed tokens at full width as the first GEMM's input, and
+        # 1/tp of the efn-wide tensors
+        # (megatron/core/transformer/moe/token_dispatcher.py)
+        expert_in = routed if p.ep > 1 else T * k_act
+        mlp_act_store = routed * (gate * efn * ACT_BYTES + efn * gb) + expert_in * h * gb
         mlp_act_sel = routed * efn * gb
         if m.shared_experts:
             sf = m.shared_experts * efn
