@@ -59,7 +59,7 @@ from sim.cluster import DOWN, UP, IndexedSet, PoolState, topology_levels
 from sim.failures import causes as failure_causes, wall_time, work_done
 from sim.metrics import Demand
 from sim.placement import Placement, WorkTimer, ideal_tiers
-from sim.scheduler import DEFAULT_BACKFILL_WINDOW, FifoQueue, make_queue
+from sim.scheduler import DEFAULT_BACKFILL_WINDOW, FifoQueue, WindowCache, make_queue
 from workloads.errors import InputError
 from workloads.jobs import Job
 
@@ -342,9 +342,7 @@ class Engine:
         self._bf_state = None             # backfill: (reservation, largest fit) of the last pass that started nothing
         self._bf_node = False             # backfill: a rejection depended on the nodes picked
         self.n_scans_skipped = 0
-        self._scan: list = []             # backfill: the window's candidates (see _backfill)
-        self._scan_key = None
-        self._scan_rejected = 0
+        self._window = WindowCache()      # backfill: the window's candidates (sim/scheduler.py)
         self._wall0 = None
         self._last_progress = 0.0
         self.rng = np.random.default_rng([seed, 1])
@@ -641,7 +639,10 @@ class Engine:
         if self._bf_state is not None and not self.queue.is_last(r):
             self._bf_state = None        # the backfill window moves
         g = r.gpus
-        self.queue.remove(r)
+        q = self.queue
+        q.remove(r)
+        if self._window.key is not None:
+            self._window.removed(q, r.qkey, self.window)
         self.queued_jobs -= 1
         self.queued_gpus -= g
         dm = self.demand
@@ -963,16 +964,11 @@ class Engine:
             G = self._gpus
             q = self.queue
             if q.__class__ is FifoQueue:
-                # the window's jobs not turned down under this reservation, kept
-                # while neither the window nor the reservation changed
-                skey = (key, q.gen)
-                if self._scan_key != skey:
-                    self._scan = q.fitting(self.window, G, INF, rejected)
-                    self._scan_key = skey
-                elif len(rejected) != self._scan_rejected:
-                    self._scan = [j for j in self._scan if j not in rejected]
-                self._scan_rejected = len(rejected)
-                todo = [j for j in self._scan if G[j] <= M]
+                # the window's jobs not turned down under this reservation
+                scan = self._window.get(q, key, self.window, rejected)
+                if self.debug:
+                    assert scan == [j for j in q.candidates(self.window) if j not in rejected], "window cache"
+                todo = [j for j in scan if G[j] <= M]
             else:
                 todo = q.fitting(self.window, G, M, rejected)
             # one comparison rejects a job too big for what is free now

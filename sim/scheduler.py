@@ -37,7 +37,7 @@ sim.engine.PREEMPT_SCAN_LIMIT per decision: O(victims x their nodes).
 """
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from typing import Callable, Iterator, Optional
 
 from sortedcontainers import SortedList
@@ -59,19 +59,17 @@ class FifoQueue:
     head (no Python-level tree as in a SortedList); candidates cost
     O(window + dead entries passed).
 
-    ``gen`` changes whenever the head or the first ``watch`` runs after it
-    may have changed (any removal, a push into that window): a caller may
-    keep what it derived from candidates(watch) while gen stays."""
+    ``gen`` changes with every removal and every out-of-order push (what a
+    WindowCache cannot follow by itself); in-order pushes only append."""
 
     COMPACT_AT = 64
     """Dead entries always tolerated before a bulk drop."""
 
-    def __init__(self, watch: int = DEFAULT_BACKFILL_WINDOW):
+    def __init__(self):
         self.items: list[int] = []     # seqs, sorted; live ones are in `live`
         self.live: set[int] = set()
         self.lo = 0                    # items[:lo] are dead
         self.dead = 0
-        self.watch = watch
         self.gen = 0
 
     def push(self, run) -> None:
@@ -79,8 +77,6 @@ class FifoQueue:
         items = self.items
         if not items or s > items[-1]:
             items.append(s)
-            if len(self.live) <= self.watch:       # lands within the watched window
-                self.gen += 1
         else:
             self.gen += 1
             i = bisect_left(items, s)
@@ -140,6 +136,67 @@ class FifoQueue:
 
     def __len__(self) -> int:
         return len(self.live)
+
+
+class WindowCache:
+    """The backfill window of a FifoQueue (the first `window` waiting runs
+    after the head) minus the runs turned down under the current
+    reservation, kept in step with the queue instead of rebuilt for every
+    backfill pass: runs appended to the queue join while the window has
+    room, a run leaving a window that is not full is dropped from it, and
+    anything else (the reservation or the head changes, a run leaves a full
+    window, an out-of-order push) rebuilds it from candidates(). A pass
+    then looks at tens of runs instead of walking the queue."""
+
+    def __init__(self):
+        self.key = None          # (reservation key, queue gen) the list is valid for
+        self.scan: list[int] = []
+        self.count = 0           # runs in the window, turned down ones included
+        self.last = -1           # highest seq considered
+        self.head = None
+        self.nrej = 0
+
+    def get(self, q: FifoQueue, key, window: int, rejected) -> list[int]:
+        k = (key, q.gen)
+        items = q.items
+        if self.key != k:
+            win = q.candidates(window)
+            self.count = len(win)
+            self.scan = [x for x in win if x not in rejected]
+            self.last = items[-1] if items else -1
+            self.head = q.head()
+            self.key = k
+            self.nrej = len(rejected)
+            return self.scan
+        if items and items[-1] > self.last:
+            if self.count < window:
+                live = q.live
+                more = [x for x in items[bisect_right(items, self.last):] if x in live][:window - self.count]
+                self.count += len(more)
+                self.scan += [x for x in more if x not in rejected]
+            self.last = items[-1]
+        if len(rejected) != self.nrej:
+            self.scan = [x for x in self.scan if x not in rejected]
+            self.nrej = len(rejected)
+        return self.scan
+
+    def removed(self, q: FifoQueue, seq: int, window: int) -> None:
+        """Run `seq` just left queue q (q.remove done)."""
+        k = self.key
+        if k is None:
+            return
+        if k[1] != q.gen - 1 or seq == self.head:
+            self.key = None
+            return
+        if seq <= self.last:
+            if self.count >= window:
+                self.key = None      # a run from beyond the window would move in
+                return
+            self.count -= 1
+            scan = self.scan
+            if seq in scan:
+                scan.remove(seq)
+        self.key = (k[0], q.gen)
 
 
 class OrderedQueue:
@@ -264,7 +321,7 @@ def make_queue(spec, allocated_by_tenant: dict):
     """The queue for a SchedulerSpec."""
     policy = spec.policy
     if policy in ("fifo", "backfill"):
-        return FifoQueue(getattr(spec, "backfill_window", None) or DEFAULT_BACKFILL_WINDOW)
+        return FifoQueue()
     if policy == "priority":
         return OrderedQueue(key=lambda run: -run.priority)
     if policy == "sjf":

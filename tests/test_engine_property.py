@@ -23,12 +23,14 @@ job_st = st.tuples(st.sampled_from([1, 2, 3, 4, 8, 12, 16, 24]),      # GPUs
        preemption=st.booleans(),
        failures=st.booleans(),
        spares=st.integers(0, 1),
-       horizon=st.sampled_from([30000.0, 200000.0]))
-def test_random_scenarios_keep_invariants(jobs, nodes, policy, preemption, failures, spares, horizon):
+       horizon=st.sampled_from([30000.0, 200000.0]),
+       window=st.sampled_from([1, 2, 100]))
+def test_random_scenarios_keep_invariants(jobs, nodes, policy, preemption, failures, spares, horizon, window):
     js = [job(i, g, s, d, priority=p, tenant=t, checkpointable=c) for i, (g, s, d, p, t, c) in enumerate(jobs)]
     fail = dict(gpu_mtbf_h=40.0, node_mtbf_h=100.0, repair_time=5000.0, checkpoint_interval=3000.0) if failures else None
     eng = engine(js, nodes=nodes, policy=policy, preemption=preemption, failures=fail, spares=spares,
-                 horizon=horizon)                                     # debug: books checked after every pass
+                 horizon=horizon, backfill_window=window)             # debug: books (and the backfill
+                                                                      # window cache) checked every pass
     check_books(eng)
     lost = sum(r.lost_s for r in eng.runs)
     if not failures and all(c for *_, c in jobs):
