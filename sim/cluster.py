@@ -15,7 +15,8 @@ The indexes:
   of the non-empty ones, so the best-fitting node for a small job is a bit
   trick and a set pop away;
 * wholly free nodes of every group of the lowest level (the *base* groups:
-  NVLink domains of an NVL72 pool, leaf groups of a DGX pool), and the base
+  NVLink domains of an NVL72 pool, leaf groups of a DGX pool) as a sorted
+  list (a gang takes its lowest-numbered k as one slice), and the base
   groups in sets by that count with a bit mask: the base group that best
   fits a gang of k nodes (the fullest that still has k free) is O(1);
 * the count of wholly free nodes of every group of each higher level, kept
@@ -23,9 +24,10 @@ The indexes:
   scans the groups of one level (a few hundred at most) for the best fit.
 
 Allocating or releasing a job costs O(1) for a job within a node and
-O(nodes of the job + base groups touched x levels) for a gang. Sets of
-ints iterate and pop in an order that depends only on the operations done,
-so runs are deterministic.
+O(nodes of the job + base groups touched x levels) for a gang (list
+inserts and slices within a base group are memory moves of a few dozen
+entries). Sets of ints iterate and pop in an order that depends only on
+the operations done, so runs are deterministic.
 """
 from __future__ import annotations
 
