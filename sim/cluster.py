@@ -624,7 +624,10 @@ class PoolState:
                 w.sort()
             self._gain(g, n)
             return
-        # one chunk per base group (groups are contiguous runs of nodes)
+        # one chunk per base group (groups are contiguous runs of nodes);
+        # the bucket moves of _gain inline
+        B0, ups = self.B0, self.ups
+        m0 = self.m0
         i = 0
         while i < n:
             a = nodes[i]
@@ -639,13 +642,26 @@ class PoolState:
                 for node in chunk:
                     free[node] = gpn
             w = W[g]
+            old = len(w)
             if not w or w[-1] < a:
                 w.extend(chunk)
             else:
                 w.extend(chunk)
                 w.sort()
-            self._gain(g, c)
+            if old:
+                bucket = B0[old]
+                bucket.discard(g)
+                if not bucket:
+                    m0 &= ~(1 << old)
+            bucket = B0[old + c]
+            if not bucket:
+                m0 |= 1 << (old + c)
+            bucket.add(g)
+            for cnt, par in ups:
+                cnt[par[g]] += c
             i = e
+        self.m0 = m0
+        self.whole_free += n
 
     # ------------------------------------------------------------ topology
     def tiers(self, nodes) -> int:

@@ -195,6 +195,10 @@ class PoolRT:
 class Engine:
     """One simulation: build it with pools, jobs and fleets, call run()."""
 
+    skip_fruitless = True
+    """Skip a scheduling pass that provably could start nothing (_backfill's
+    rule); False runs every pass (the same schedule, slower: tests)."""
+
     def __init__(self, pools: list[PoolInfo], jobs: list[Job], fleets: list | None = None, *, scheduler=None,
                  failures=None, horizon_s: float, sample_interval_s: float = 3600.0, seed: int = 0,
                  timer: WorkTimer | None = None, progress: Callable | None = None, pue: float = 1.3,
@@ -706,6 +710,16 @@ class Engine:
         self._dirty = False
         fresh = bool(self._new)
         self._new.clear()
+        bs = self._bf_state
+        if bs is not None and not fresh and self.skip_fruitless and not self.preemption and self._one_pool \
+                and bs[0] == self._res_key \
+                and self._res_key == (self._blocked, self._res_version) and q.head() == self._blocked \
+                and self.states[0].max_fit() <= bs[1]:
+            # the blocked head needs more than the largest job that fits then (bs[1]),
+            # and no more fits now: the head still waits and the backfill pass would
+            # be skipped (_backfill's rule)
+            self.n_scans_skipped += 1
+            return
         while True:
             h = q.head()
             if h is None:
@@ -954,7 +968,7 @@ class Engine:
             M = st.max_fit()
             key = self._res_key
             bs = self._bf_state
-            if bs is not None and not fresh and bs[0] == key and M <= bs[1]:
+            if bs is not None and not fresh and self.skip_fruitless and bs[0] == key and M <= bs[1]:
                 self.n_scans_skipped += 1
                 return
             self._bf_state = (key, M)

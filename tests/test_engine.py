@@ -333,8 +333,7 @@ def test_skipped_backfill_passes_change_nothing(monkeypatch):
             enumerate(zip(sizes, np.cumsum(rng.exponential(40.0, n)), rng.lognormal(7.0, 1.5, n)))]
     fast = engine(jobs, nodes=40, policy="backfill", horizon=5e5, debug=False)
     assert fast.n_scans_skipped > 10
-    full = Engine._backfill
-    monkeypatch.setattr(Engine, "_backfill", lambda self, head, fresh=True: full(self, head, True))
+    monkeypatch.setattr(Engine, "skip_fruitless", False)
     slow = engine(jobs, nodes=40, policy="backfill", horizon=5e5, debug=False)
     assert slow.n_scans_skipped == 0
     assert [(r.start_s, r.end_s) for r in fast.runs] == [(r.start_s, r.end_s) for r in slow.runs]
