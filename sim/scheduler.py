@@ -19,8 +19,10 @@ backfill     submit order + EASY backfill        as fifo, plus a reservation wal
                                                  O(m log r) for the m jobs walked) and
                                                  a scan of at most ``backfill_window``
                                                  waiting jobs per pass (O(1) to reject
-                                                 one, O(nodes) to place one), skipped
-                                                 when it could not start anything
+                                                 one, O(nodes) to place one; the window,
+                                                 less the jobs already turned down, kept
+                                                 in step with the queue by WindowCache),
+                                                 skipped when it could not start anything
 fair-share   tenant with the lowest allocated    O(log n) insert/remove, O(T) head
              GPUs / weight first (under its      (T tenants)
              quota_gpus cap), submit order
@@ -125,14 +127,6 @@ class FifoQueue:
             j += len(chunk)
             out += [x for x in chunk if x in live]
         return out[:window]
-
-    def fitting(self, window: int, sizes, limit: int, skip) -> list[int]:
-        """candidates(window) with sizes[seq] <= limit and seq not in skip,
-        in one pass over the queue when it is no longer than the window."""
-        if len(self.live) > window:
-            return [x for x in self.candidates(window) if sizes[x] <= limit and x not in skip]
-        live = self.live
-        return [x for x in self.items[self._head_pos() + 1:] if sizes[x] <= limit and x in live and x not in skip]
 
     def __len__(self) -> int:
         return len(self.live)
