@@ -394,34 +394,9 @@ class PoolState:
         if topology:
             m = self.m0 >> k
             if m:
-                # the fullest base group that holds the gang (as _take, inline:
-                # the common gang)
-                c = k + ((m & -m).bit_length() - 1)
-                B0 = self.B0
-                b = B0[c]
-                g = next(iter(b))
-                w = self.W[g]
-                nodes = w[:k]
-                del w[:k]
-                a, z = nodes[0], nodes[-1] + 1
-                free = self.free
-                if z - a == k:
-                    free[a:z] = [0] * k
-                else:
-                    for node in nodes:
-                        free[node] = 0
-                b.discard(g)
-                if not b:
-                    self.m0 ^= 1 << c
-                c -= k
-                if c:
-                    b = B0[c]
-                    if not b:
-                        self.m0 |= 1 << c
-                    b.add(g)
-                for cnt, par in self.ups:
-                    cnt[par[g]] -= k
-                self.whole_free -= k
+                # the fullest base group that holds the gang (the common gang)
+                nodes = []
+                self._take_base(next(iter(self.B0[k + ((m & -m).bit_length() - 1)])), k, nodes)
                 self.free_gpus -= gpn * k
                 return tuple(nodes), gpn, self.tier[0]
             nodes, tiers = self._take(k)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from workloads.errors import InputError
+from sim.placement import tightest_estimator
 from workloads import scaling_laws as sl
 
 LAWS = ("pretraining", "post_training", "test_time")
@@ -112,28 +113,6 @@ def saturation(demand: Optional[pd.DataFrame], capacity: int, interval_s: float)
 
 
 # --------------------------------------------------------------- jobs
-def _estimator(pools: list, timer, force=None):
-    """A job's seconds at the tightest placement of its pool (or of `force`),
-    as the engine's generators see it."""
-    from sim.cluster import PoolState
-    from sim.placement import Placement, ideal_tiers
-
-    states = {p.name: PoolState(k, p.name, p.gpus_per_node, p.nodes, 0, p.levels) for k, p in enumerate(pools)}
-    by_name = {p.name: p for p in pools}
-    largest = max(pools, key=lambda p: p.gpus)
-
-    def estimate(job) -> float:
-        if job.duration_s is not None:
-            return float(job.duration_s)
-        info = force or (by_name[job.pool] if job.pool else largest)
-        st = states[info.name]
-        tiers = ideal_tiers(st, job.gpus)
-        place = Placement(pool=info.name, system=info.system, gpu=info.gpu, fabric=info.fabric, gpus=job.gpus,
-                          nodes=tuple(range(st.nodes_for(job.gpus))), tiers_spanned=tiers,
-                          oversubscription=info.oversubscription[tiers])
-        return timer.seconds(job, place)
-
-    return estimate
 
 
 def scenario_jobs(scenario, catalogs, force=None, timer=None, pools=None) -> list:
@@ -148,7 +127,7 @@ def scenario_jobs(scenario, catalogs, force=None, timer=None, pools=None) -> lis
     pools = pools or build_pools(scenario, catalogs)
     by_name = {p.name: p for p in pools}
     largest = max(pools, key=lambda p: p.gpus)
-    estimate = _estimator(pools, timer, force)
+    estimate = tightest_estimator(pools, timer, force)
     jobs = []
     for i, w in enumerate(scenario.workloads):
         if w.family not in ("pretraining", "post_training"):
@@ -345,7 +324,7 @@ def gpus_needed(scenario, catalogs, *, jobs=None, timer=None, pools=None, fleets
 
     # the scenario's own placement of work on pools
     timer = timer or WorkTimer(catalogs.models)
-    estimate = _estimator(pools, timer)
+    estimate = tightest_estimator(pools, timer)
     try:
         if jobs is None:
             jobs = scenario_jobs(scenario, catalogs, None, timer, pools)
@@ -389,7 +368,7 @@ def gpus_needed(scenario, catalogs, *, jobs=None, timer=None, pools=None, fleets
         entry = {"system": info.system.name}
         try:
             kind_jobs = scenario_jobs(scenario, catalogs, info, timer, pools)
-            spans, late = _job_spans(kind_jobs, _estimator(pools, timer, info), horizon)
+            spans, late = _job_spans(kind_jobs, tightest_estimator(pools, timer, info), horizon)
             inf = np.zeros(len(grid))
             same = fleets is not None and all(
                 f.cfg.gpu.name == kind and pools[f.pool].system.name == info.system.name for f in fleets)

@@ -58,7 +58,7 @@ from simpy.events import NORMAL, Timeout
 from sim.cluster import DOWN, UP, IndexedSet, PoolState, topology_levels
 from sim.failures import causes as failure_causes, wall_time, work_done
 from sim.metrics import Demand
-from sim.placement import Placement, WorkTimer, ideal_tiers
+from sim.placement import Placement, WorkTimer, ideal_tiers, tightest_estimator
 from sim.scheduler import DEFAULT_BACKFILL_WINDOW, FifoQueue, WindowCache, make_queue
 from workloads.errors import InputError
 from workloads.jobs import Job
@@ -1547,20 +1547,7 @@ def simulate(scenario, catalogs=None, progress: Callable | None = None, debug: b
         catalogs = check_scenario(scenario)
     pools = build_pools(scenario, catalogs)
     timer = WorkTimer(catalogs.models)
-    # a probe engine-free estimator for generators: tightest placement in the job's pool
-    probe_states = {p.name: PoolState(k, p.name, p.gpus_per_node, p.nodes, 0, p.levels) for k, p in enumerate(pools)}
-    pool_by_name = {p.name: p for p in pools}
-
-    def estimate(job: Job) -> float:
-        if job.duration_s is not None:
-            return float(job.duration_s)
-        info = pool_by_name[job.pool] if job.pool else max(pools, key=lambda p: p.gpus)
-        st = probe_states[info.name]
-        tiers = ideal_tiers(st, job.gpus)
-        place = Placement(pool=info.name, system=info.system, gpu=info.gpu, fabric=info.fabric, gpus=job.gpus,
-                          nodes=tuple(range(st.nodes_for(job.gpus))), tiers_spanned=tiers,
-                          oversubscription=info.oversubscription[tiers])
-        return timer.seconds(job, place)
+    estimate = tightest_estimator(pools, timer)
 
     jobs, fleets, request_mode = collect_work(scenario, catalogs, pools, timer, estimate)
     horizon = scenario.duration

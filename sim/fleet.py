@@ -56,8 +56,26 @@ def mean_tokens(dist, where: str, base_dir=None, role: str = "input") -> float:
     return float(dist.mean)
 
 
+@dataclass(kw_only=True)
+class ReplicaBooks:
+    """What the engine keeps about a fleet's replicas while it runs (both
+    kinds of fleet): live replica run indexes, how many serve, how many are
+    asked for, counts, and the replica-seconds asked for and not served
+    (accounted since the last change, Engine._fleet_demand)."""
+    live: list = field(default_factory=list)
+    ready: int = 0
+    needed: int = 0
+    replicas_started: int = 0
+    peak_replicas: int = 0
+    unmet_replica_s: float = 0.0
+    needed_replica_s: float = 0.0
+    acct_t: float = 0.0
+    acct_need: int = 0
+    acct_short: int = 0
+
+
 @dataclass
-class Fleet:
+class Fleet(ReplicaBooks):
     """One fleet-mode inference workload, ready for the engine."""
     index: int
     name: str
@@ -71,19 +89,6 @@ class Fleet:
     start_s: float
     end_s: float
     _cache: dict = field(default_factory=dict)
-    # runtime (engine)
-    live: list = field(default_factory=list)
-    ready: int = 0
-    needed: int = 0
-    replicas_started: int = 0
-    peak_replicas: int = 0
-    unmet_replica_s: float = 0.0
-    needed_replica_s: float = 0.0
-
-    # replica accounting since the last change (engine: Engine._fleet_demand)
-    acct_t: float = 0.0
-    acct_need: int = 0
-    acct_short: int = 0
 
     @property
     def spec(self):
@@ -212,7 +217,7 @@ def replicas_that_fit(replica_gpus: int, nodes: int, gpus_per_node: int) -> int:
 
 
 @dataclass
-class RequestFleet:
+class RequestFleet(ReplicaBooks):
     """The replicas of one request-mode inference workload, ready for the
     engine: `replicas` replicas of `replica_gpus` GPUs from start_s to
     end_s (see the module doc). Same interface as Fleet for the engine."""
@@ -225,17 +230,6 @@ class RequestFleet:
     start_s: float
     end_s: float                   # set from the request simulation (serve_until)
     cfg: Any = None                # hardware.perf_serving.ServingConfig of the request simulation
-    # runtime (engine)
-    live: list = field(default_factory=list)
-    ready: int = 0
-    needed: int = 0
-    replicas_started: int = 0
-    peak_replicas: int = 0
-    unmet_replica_s: float = 0.0
-    needed_replica_s: float = 0.0
-    acct_t: float = 0.0
-    acct_need: int = 0
-    acct_short: int = 0
 
     scale_up_delay_s = 0.0         # the request simulation assumes every replica ready
 

@@ -150,6 +150,30 @@ def ideal_tiers(pool_state, gpus: int) -> int:
     return pool_state.levels[-1].tier
 
 
+def tightest_estimator(pools: list, timer, force=None):
+    """estimate(job): a job's seconds at the tightest placement of its pool
+    (the largest without one; `force`: that pool) on empty pools (PoolInfo
+    list), as generators and the demand estimates see it."""
+    from sim.cluster import PoolState
+
+    states = {p.name: PoolState(k, p.name, p.gpus_per_node, p.nodes, 0, p.levels) for k, p in enumerate(pools)}
+    by_name = {p.name: p for p in pools}
+    largest = max(pools, key=lambda p: p.gpus)
+
+    def estimate(job) -> float:
+        if job.duration_s is not None:
+            return float(job.duration_s)
+        info = force or (by_name[job.pool] if job.pool else largest)
+        st = states[info.name]
+        tiers = ideal_tiers(st, job.gpus)
+        place = Placement(pool=info.name, system=info.system, gpu=info.gpu, fabric=info.fabric, gpus=job.gpus,
+                          nodes=tuple(range(st.nodes_for(job.gpus))), tiers_spanned=tiers,
+                          oversubscription=info.oversubscription[tiers])
+        return timer.seconds(job, place)
+
+    return estimate
+
+
 def oversubscription_for(tier_ratios: dict | None, tiers: int) -> float:
     """Bandwidth taper a placement sees: none inside a leaf, the leaf
     uplinks' ratio across the spine, the worst of leaf and spine across the

@@ -228,13 +228,13 @@ def test_arrival_window_must_not_end_before_it_starts():
 
 
 def test_derivative_that_cannot_fit_fails_before_the_run():
-    from sim.demand import _estimator
+    from sim.placement import tightest_estimator
     from sim.engine import build_pools
     from sim.placement import WorkTimer
 
     sc = _scenario({"family": "post_training", "kind": "sft", "base_model": "llama3-405b", "count": 2, "gpus": 8})
     cat = load_catalogs(None)
-    est = _estimator(build_pools(sc, cat), WorkTimer(cat.models))
+    est = tightest_estimator(build_pools(sc, cat), WorkTimer(cat.models))
     with pytest.raises(InputError, match=r"workloads\[0\] \(sft, 8 GPUs\)"):
         jobs_for_workload(sc.workloads[0], _ctx(sc, 0, est))
 

@@ -8,9 +8,10 @@ import pytest
 
 from sim.api import run
 from sim.catalogs import load_catalogs
-from sim.demand import (LAWS, _estimator, gpus_needed, laws_block, request_flops, saturation,
+from sim.demand import (LAWS, gpus_needed, laws_block, request_flops, saturation,
                         scenario_jobs, totals_by_law)
 from sim.engine import build_pools
+from sim.placement import tightest_estimator
 from sim.generators import YEAR_S, pretraining_runs
 from sim.scenario import load_scenario
 from workloads import post_training as pt
@@ -116,7 +117,7 @@ def test_gpus_needed_adds_overlaps_and_widens_for_deadlines():
     pools = build_pools(sc, CAT)
     [job] = scenario_jobs(_sc([pre], duration="60d"), CAT)
     from sim.placement import WorkTimer
-    t = _estimator(pools, WorkTimer(CAT.models))(job)
+    t = tightest_estimator(pools, WorkTimer(CAT.models))(job)
     sc2 = _sc([dict(pre, deadline=t / 2)], duration="60d")
     need2 = gpus_needed(sc2, CAT)["by_pool"]["dgx-h100"]
     assert need2["training_peak_gpus"] == pytest.approx(128, rel=1e-6)
