@@ -1064,11 +1064,14 @@ class Engine:
                         if ok:
                             res.node_free -= per
                 else:
-                    # nodes that would be wholly free at the shadow time (no
-                    # occupant runs past it) are the head's: taking one uses
-                    # up one node of the extra
-                    ends = self.node_end[p]
-                    used = sum(1 for n in nodes if ends[n] <= shadow)
+                    # nodes that would be wholly free at the shadow time are the
+                    # head's: taking one uses up one node of the extra. Whole
+                    # nodes taken now are free now; a shared node is free then
+                    # unless one of its occupants runs past the shadow time
+                    if per < gpn:
+                        used = 1 if self.node_end[p][nodes[0]] <= shadow else 0
+                    else:
+                        used = len(nodes)
                     ok = used <= res.extra
                     if ok:
                         res.extra -= used
