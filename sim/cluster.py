@@ -192,7 +192,6 @@ class PoolState:
         self.g_end = [0] * nb
         for node in range(n):
             self.g_end[g0[node]] = node + 1
-        self.g_size = [sizes.get(g, 0) for g in range(nb)]
         if any(g0[node] < g0[node - 1] for node in range(1, n)) or \
                 any(self.g_end[g0[node]] - node > sizes[g0[node]] for node in range(n)):
             raise ValueError("base topology groups must be contiguous runs of nodes")
