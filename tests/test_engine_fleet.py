@@ -1,6 +1,5 @@
 """Fleet-mode inference: demand in time slices, autoscaled replicas that
 share the cluster with training."""
-import numpy as np
 import pytest
 
 from sim.api import run

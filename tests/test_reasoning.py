@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from workloads.models import load_models
 from workloads.errors import InputError
-from workloads.reasoning import (Difficulty, ReasoningOutput, TestTimeCompute, TokenLength, compute_multiplier,
+from workloads.reasoning import (Difficulty, TestTimeCompute, TokenLength, compute_multiplier,
                                  conversation_turns, empirical, fit_difficulty, fixed, from_trace,
                                  generated_tokens_per_request, lognormal, output_from_spec, parallel_sequences,
                                  request_flops, request_work, verifier_work)

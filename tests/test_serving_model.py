@@ -1,6 +1,5 @@
 """The serving performance model: memory, step times, steady state, SLOs,
 layout search, speed, and accuracy against published throughput."""
-import math
 
 import pytest
 from hypothesis import given, settings, strategies as st
