@@ -104,8 +104,8 @@ def run(args) -> int:
     if "slo_attainment" in inf:
         rows.append(("inference SLO attainment", f"{100 * inf['slo_attainment']:.1f}%"))
     if inf.get("replica_hours_unmet"):
-        rows.append(("replica-hours not serving (warm-up incl.)", f"{inf['replica_hours_unmet']:,.2f} of "
-                                                     f"{inf.get('replica_hours_needed', 0.0):,.2f}"))
+        rows.append(("replica-hours not serving (warm-up incl.)",
+                     f"{inf['replica_hours_unmet']:,.2f} of {inf.get('replica_hours_needed', 0.0):,.2f}"))
     rows.append(("lost GPU-hours", f"{s['lost_gpu_hours']:,.1f}"))
     e = s["energy_kwh"]
     rows.append(("energy", f"{e / 1e3:,.1f} MWh" if e >= 1e3 else f"{e:,.1f} kWh"))
