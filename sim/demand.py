@@ -30,9 +30,9 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from workloads.errors import InputError
 from sim.placement import tightest_estimator
 from workloads import scaling_laws as sl
+from workloads.errors import InputError
 
 LAWS = ("pretraining", "post_training", "test_time")
 """The three laws, in the order reports show them."""
@@ -113,8 +113,6 @@ def saturation(demand: Optional[pd.DataFrame], capacity: int, interval_s: float)
 
 
 # --------------------------------------------------------------- jobs
-
-
 def scenario_jobs(scenario, catalogs, force=None, timer=None, pools=None) -> list:
     """The pretraining and post-training Jobs of a scenario as the engine's
     generators make them (same seeds); with `force` (a sim.engine.PoolInfo)

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -250,7 +251,7 @@ def _inference_block(sim, s: dict, horizon: float) -> None:
             if block["replica_hours_unmet"] > 0:
                 block["note"] = (f"the cluster held fewer than {f.replicas} replicas for "
                                  f"{block['replica_hours_unmet']:.3g} replica-hours; the latencies assume all")
-        results.append((name, _Res(res.requests, block)))
+        results.append((name, replace(res, summary=block)))
     req = combine_summaries(results)
     if len(results) > 1:
         req.update(_placement(req_fleets, horizon))
@@ -265,14 +266,6 @@ def _inference_block(sim, s: dict, horizon: float) -> None:
     inf["slo_attainment_requests"] = req.get("slo_attainment")
     vals = [v for v in (fleet_att, req.get("slo_attainment")) if v is not None]
     inf["slo_attainment"] = min(vals) if vals else None
-
-
-class _Res:
-    """A request-mode result with its summary block replaced (for
-    sim.requests.combine_summaries)."""
-
-    def __init__(self, requests, summary):
-        self.requests, self.summary = requests, summary
 
 
 def build_summary(sim, jobs: pd.DataFrame, util: pd.DataFrame, demand: pd.DataFrame) -> dict:
