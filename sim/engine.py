@@ -63,6 +63,9 @@ from sim.scheduler import DEFAULT_BACKFILL_WINDOW, FifoQueue, WindowCache, make_
 from workloads.errors import InputError
 from workloads.jobs import Job
 
+NO_PM = 1 << 30
+"""More GPUs than any node has (pmask >> NO_PM == 0): no job was turned down
+for want of a partly free node."""
 INF = math.inf
 PENDING, WAITING, QUEUED, RUNNING, COMPLETED, CANCELLED = range(6)
 STATE_NAMES = {QUEUED: "queued", RUNNING: "running", COMPLETED: "completed", CANCELLED: "cancelled",
@@ -343,8 +346,9 @@ class Engine:
         self._res_key = None
         self._res_version = 0
         self._bad_sizes: set = set()      # backfill: sizes whose placement would delay the head (this pass)
-        self._bf_state = None             # backfill: (reservation, largest fit) of the last pass that started nothing
+        self._bf_state = None             # backfill: (reservation, largest fit, size) of the last full pass (_backfill)
         self._bf_node = False             # backfill: a rejection depended on the nodes picked
+        self._bf_pm = NO_PM               # backfill: smallest size turned down for want of a partly free node
         self.n_scans_skipped = 0
         self._window = WindowCache()      # backfill: the window's candidates (sim/scheduler.py)
         self._wall0 = None
@@ -477,6 +481,11 @@ class Engine:
         topology = self.topology
         dm = self.demand
         wait, wacc = dm.wait, dm.wait_acc
+        srv, sacc = dm.srv, dm.srv_acc
+        pool_gpu_s, pool_alloc, fam_gpus = self.pool_gpu_s, self.pool_alloc, self.fam_gpus
+        # a finish needs no more than the books of _finish/_release: nothing
+        # tracks runs (failures, preemption, fleets, fair-share) or waits for them
+        lean = not self._tracking and not self.dependents
         plain = not self._cancels and not self.dependents and self.policy != "fair-share"
         # a submitted job never becomes the head of a non-empty fifo queue
         early = self.backfill and isinstance(self.queue, FifoQueue)
@@ -557,7 +566,28 @@ class Engine:
             env._now = now = t
             if ev.__class__ is RunT:
                 if ev.fin == eid:
-                    finish(ev, t)
+                    if lean:
+                        # _finish and _release inline, for runs nothing else tracks
+                        p = ev.pool
+                        states[p].release(ev.nodes, ev.per_node)
+                        a = ev.alloc
+                        used = a * (t - ev.run_start)
+                        ev.gpu_s += used
+                        pool_gpu_s[p] += used
+                        pool_alloc[p] -= a
+                        fam_gpus[ev.fam] -= a
+                        ev.nodes = None
+                        ev.fin = -1
+                        ev.state = COMPLETED
+                        ev.end_s = t
+                        g = ev.gpus
+                        dk = ev.dkey
+                        srv[dk] -= g
+                        sacc[dk] -= g * (dm.end - t)
+                        self.n_completed += 1
+                        self._dirty = True
+                    else:
+                        finish(ev, t)
                     want = True
                 continue
             callbacks, ev.callbacks = ev.callbacks, None
@@ -616,13 +646,24 @@ class Engine:
         bs = self._bf_state
         if bs is not None and r.gpus > self.states[0].max_fit():
             # too big now: a pass skipped later must not see it fit
-            self._bf_state = (bs[0], min(bs[1], r.gpus - 1))
+            self._bf_state = (bs[0], min(bs[1], r.gpus - 1), bs[2])
         self._bf_node = False
+        self._bf_pm = NO_PM
         if self._backfill_one(r, head, res, queued=False):
             return True
+        self._bf_settle()
+        return False
+
+    def _bf_settle(self) -> None:
+        """Fold what the backfill checks just made turned down into the skip
+        state of _backfill: a choice of nodes voids it; a job turned down for
+        want of a partly free node holds it only while there is none."""
         if self._bf_node:
             self._bf_state = None
-        return False
+        elif self._bf_pm != NO_PM:
+            bs = self._bf_state
+            if bs is not None and self._bf_pm < bs[2]:
+                self._bf_state = (bs[0], bs[1], self._bf_pm)
 
     def _enqueue(self, r: Run, now: float, checked: bool = False) -> None:
         """A submitted (or interrupted) job waits in the queue (checked: its
@@ -640,8 +681,10 @@ class Engine:
 
     def _dequeue(self, r: Run, now: float) -> None:
         """A waiting job leaves the queue (it starts, or is cancelled)."""
-        if self._bf_state is not None and not self.queue.is_last(r):
-            self._bf_state = None        # the backfill window moves
+        if self._bf_state is not None and self.queued_jobs > self.window + 1 and not self.queue.is_last(r):
+            # a job from beyond the backfill window moves into it, unchecked (with
+            # at most window + 1 jobs queued every one behind the head is in it)
+            self._bf_state = None
         g = r.gpus
         q = self.queue
         q.remove(r)
@@ -700,11 +743,11 @@ class Engine:
                             bs = self._bf_state
                             if bs is not None and one and r.gpus > self.states[0].max_fit():
                                 # too big now: a pass skipped later must not see it fit
-                                self._bf_state = (bs[0], min(bs[1], r.gpus - 1))
+                                self._bf_state = (bs[0], min(bs[1], r.gpus - 1), bs[2])
                             self._bf_node = False
+                            self._bf_pm = NO_PM
                             self._backfill_one(r, head, res)
-                            if self._bf_node:
-                                self._bf_state = None
+                            self._bf_settle()
                 new.clear()
                 return
         self._dirty = False
@@ -714,7 +757,7 @@ class Engine:
         if bs is not None and not fresh and self.skip_fruitless and not self.preemption and self._one_pool \
                 and bs[0] == self._res_key \
                 and self._res_key == (self._blocked, self._res_version) and q.head() == self._blocked \
-                and self.states[0].max_fit() <= bs[1]:
+                and self.states[0].max_fit() <= bs[1] and not self.states[0].pmask >> bs[2]:
             # the blocked head needs more than the largest job that fits then (bs[1]),
             # and no more fits now: the head still waits and the backfill pass would
             # be skipped (_backfill's rule)
@@ -953,12 +996,16 @@ class Engine:
         """One backfill pass over the window behind the blocked head.
 
         With one pool a pass is skipped when it could not start anything:
-        the last pass under the same reservation started nothing, nothing
-        it rejected depended on the nodes a placement would pick, no job
-        left or joined the window unchecked since (``fresh``: submissions
-        not seen yet), and the largest job that fits now is no larger than
-        then (a job fits iff its size is at most that). Every job it would
-        look at would be turned down again for the same reason."""
+        the last pass under the same reservation checked every job of the
+        window that fitted at its end (a job fits iff its size is at most
+        the largest fit, which only shrinks as jobs start), nothing it
+        turned down depended on the nodes a placement would pick, no job
+        joined the window unchecked since (``fresh``: submissions not seen
+        yet; _dequeue: one moved in from beyond it), and the largest job
+        that fits now is no larger than then. Every job it would look at
+        would be turned down again for the same reason: too long and too
+        big for what the head leaves, which holds while the reservation
+        does (time only moves on, what the head leaves only shrinks)."""
         res = self._reservation(head)
         self._bad_sizes.clear()
         runs = self.runs
@@ -968,13 +1015,15 @@ class Engine:
             M = st.max_fit()
             key = self._res_key
             bs = self._bf_state
-            if bs is not None and not fresh and self.skip_fruitless and bs[0] == key and M <= bs[1]:
+            if bs is not None and not fresh and self.skip_fruitless and bs[0] == key and M <= bs[1] \
+                    and not st.pmask >> bs[2]:
                 self.n_scans_skipped += 1
                 return
-            self._bf_state = (key, M)
+            self._bf_state = (key, M, NO_PM)
             if not M:
                 return
             self._bf_node = False
+            self._bf_pm = NO_PM
             G = self._gpus
             q = self.queue
             if q.__class__ is FifoQueue:
@@ -991,12 +1040,15 @@ class Engine:
                 if r.gpus > M:
                     continue
                 if self._backfill_one(r, head, res):
-                    self._bf_state = None
+                    # what is left to check fits in less: jobs above M are left for
+                    # a pass that finds more free (one left the window: _dequeue)
                     M = st.max_fit()
+                    bs = self._bf_state
+                    if bs is not None:
+                        self._bf_state = (key, M, bs[2])
                     if not M:
-                        return
-            if self._bf_node:
-                self._bf_state = None
+                        break
+            self._bf_settle()
             return
         for j in list(self.queue.candidates(self.window)):
             if j in rejected:
@@ -1046,8 +1098,10 @@ class Engine:
                         continue
                     elif not res.single and res.extra < 1 and not st.pmask >> g:
                         # no partly free node takes it: it would take a wholly free
-                        # node, which the gang head needs at the shadow time
-                        self._bf_node = True
+                        # node, which the gang head needs at the shadow time (and
+                        # would while no partly free node has room for g GPUs)
+                        if g < self._bf_pm:
+                            self._bf_pm = g
                         continue
             nodes, per, tiers = st.allocate(g, self.topology)
             if fixed:

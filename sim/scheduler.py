@@ -109,8 +109,12 @@ class FifoQueue:
         return lo
 
     def head(self) -> Optional[int]:
-        lo = self._head_pos()
-        return self.items[lo] if lo < len(self.items) else None
+        items, live = self.items, self.live
+        lo, n = self.lo, len(items)
+        while lo < n and items[lo] not in live:
+            lo += 1
+        self.lo = lo
+        return items[lo] if lo < n else None
 
     def is_last(self, run) -> bool:
         """Is run the last in the order (its removal moves no other run)?

@@ -322,19 +322,24 @@ def test_placement_tiers_are_the_topology_span(system, nodes):
         assert tiers == tier[span(topo, nodes=list(nodes_)).tier], (nodes_, tiers)
 
 
-def test_skipped_backfill_passes_change_nothing(monkeypatch):
+@pytest.mark.parametrize("seed,nodes,window", [(21, 40, 100), (22, 64, 3), (23, 64, 12), (24, 24, 1)])
+def test_skipped_backfill_passes_change_nothing(monkeypatch, seed, nodes, window):
     """A backfill pass is skipped when it could not start anything (same
-    reservation, nothing larger fits than at the last fruitless pass):
-    forcing every pass to run gives the same schedule."""
-    rng = np.random.default_rng(21)
+    reservation, nothing larger fits than at the last full pass, no job
+    moved into the window unchecked, no partly free node for a job turned
+    down for want of one): forcing every pass to run gives the same
+    schedule. Short windows make jobs move in from beyond them; gangs make
+    small jobs wait for partly free nodes."""
+    rng = np.random.default_rng(seed)
     n = 1500
     sizes = rng.choice([1, 2, 4, 8, 16, 32, 64, 128, 256], size=n, p=[.2, .15, .15, .15, .1, .1, .05, .05, .05])
+    sizes = np.minimum(sizes, nodes * 8)
     jobs = [job(i, int(g), t, d) for i, (g, t, d) in
             enumerate(zip(sizes, np.cumsum(rng.exponential(40.0, n)), rng.lognormal(7.0, 1.5, n)))]
-    fast = engine(jobs, nodes=40, policy="backfill", horizon=5e5, debug=False)
+    fast = engine(jobs, nodes=nodes, policy="backfill", horizon=5e5, debug=False, backfill_window=window)
     assert fast.n_scans_skipped > 10
     monkeypatch.setattr(Engine, "skip_fruitless", False)
-    slow = engine(jobs, nodes=40, policy="backfill", horizon=5e5, debug=False)
+    slow = engine(jobs, nodes=nodes, policy="backfill", horizon=5e5, debug=False, backfill_window=window)
     assert slow.n_scans_skipped == 0
     assert [(r.start_s, r.end_s) for r in fast.runs] == [(r.start_s, r.end_s) for r in slow.runs]
     assert fast.counts["backfilled"] == slow.counts["backfilled"] > 50
