@@ -1002,10 +1002,12 @@ class Engine:
         turned down depended on the nodes a placement would pick, no job
         joined the window unchecked since (``fresh``: submissions not seen
         yet; _dequeue: one moved in from beyond it), and the largest job
-        that fits now is no larger than then. Every job it would look at
-        would be turned down again for the same reason: too long and too
+        that fits now is no larger than then, and no partly free node has
+        room for a job turned down for want of one. Every job it would look
+        at would be turned down again for the same reason: too long and too
         big for what the head leaves, which holds while the reservation
-        does (time only moves on, what the head leaves only shrinks)."""
+        does (time only moves on, what the head leaves only shrinks). When
+        only more fits now, the pass looks at the jobs larger than then."""
         res = self._reservation(head)
         self._bad_sizes.clear()
         runs = self.runs
@@ -1015,11 +1017,16 @@ class Engine:
             M = st.max_fit()
             key = self._res_key
             bs = self._bf_state
-            if bs is not None and not fresh and self.skip_fruitless and bs[0] == key and M <= bs[1] \
-                    and not st.pmask >> bs[2]:
-                self.n_scans_skipped += 1
-                return
-            self._bf_state = (key, M, NO_PM)
+            lo = 0
+            if bs is not None and not fresh and self.skip_fruitless and bs[0] == key and not st.pmask >> bs[2]:
+                if M <= bs[1]:
+                    self.n_scans_skipped += 1
+                    return
+                # the jobs of up to bs[1] GPUs would be turned down again: only larger ones
+                lo = bs[1]
+                self._bf_state = (key, M, bs[2])
+            else:
+                self._bf_state = (key, M, NO_PM)
             if not M:
                 return
             self._bf_node = False
@@ -1031,9 +1038,9 @@ class Engine:
                 scan = self._window.get(q, key, self.window, rejected)
                 if self.debug:
                     assert scan == [j for j in q.candidates(self.window) if j not in rejected], "window cache"
-                todo = [j for j in scan if G[j] <= M]
+                todo = [j for j in scan if lo < G[j] <= M]
             else:
-                todo = q.fitting(self.window, G, M, rejected)
+                todo = [j for j in q.fitting(self.window, G, M, rejected) if G[j] > lo]
             # one comparison rejects a job too big for what is free now
             for j in todo:
                 r = runs[j]
