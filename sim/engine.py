@@ -188,6 +188,21 @@ class Reservation:
     rejected: set = field(default_factory=set)    # jobs that would delay the head for as long as this holds
 
 
+@dataclass(slots=True)
+class ScanMemo:
+    """What the last full backfill pass under a reservation established
+    (Engine._backfill): every job of the window of at most `fit` GPUs was
+    turned down for a reason that lasts while the reservation holds, those
+    of `pm` GPUs or more only while no partly free node has room for them;
+    with a FIFO queue, jobs that moved into the window from beyond it since
+    (`moved`: their seqs are above `seq`) were not looked at."""
+    key: tuple
+    fit: int
+    pm: int = NO_PM
+    seq: int = -1
+    moved: bool = False
+
+
 @dataclass
 class PoolRT:
     info: PoolInfo
@@ -346,7 +361,7 @@ class Engine:
         self._res_key = None
         self._res_version = 0
         self._bad_sizes: set = set()      # backfill: sizes whose placement would delay the head (this pass)
-        self._bf_state = None             # backfill: (reservation, largest fit, size) of the last full pass (_backfill)
+        self._bf_state: ScanMemo | None = None   # backfill: what the last full pass established
         self._bf_node = False             # backfill: a rejection depended on the nodes picked
         self._bf_pm = NO_PM               # backfill: smallest size turned down for want of a partly free node
         self.n_scans_skipped = 0
@@ -643,10 +658,10 @@ class Engine:
         head = self.runs[self._blocked]
         res = self._reservation(head)
         self._bad_sizes.clear()
-        bs = self._bf_state
-        if bs is not None and r.gpus > self.states[0].max_fit():
+        m = self._bf_state
+        if m is not None and r.gpus > self.states[0].max_fit():
             # too big now: a pass skipped later must not see it fit
-            self._bf_state = (bs[0], min(bs[1], r.gpus - 1), bs[2])
+            m.fit = min(m.fit, r.gpus - 1)
         self._bf_node = False
         self._bf_pm = NO_PM
         if self._backfill_one(r, head, res, queued=False):
@@ -661,9 +676,9 @@ class Engine:
         if self._bf_node:
             self._bf_state = None
         elif self._bf_pm != NO_PM:
-            bs = self._bf_state
-            if bs is not None and self._bf_pm < bs[2]:
-                self._bf_state = (bs[0], bs[1], self._bf_pm)
+            m = self._bf_state
+            if m is not None and self._bf_pm < m.pm:
+                m.pm = self._bf_pm
 
     def _enqueue(self, r: Run, now: float, checked: bool = False) -> None:
         """A submitted (or interrupted) job waits in the queue (checked: its
@@ -681,10 +696,15 @@ class Engine:
 
     def _dequeue(self, r: Run, now: float) -> None:
         """A waiting job leaves the queue (it starts, or is cancelled)."""
-        if self._bf_state is not None and self.queued_jobs > self.window + 1 and not self.queue.is_last(r):
+        m = self._bf_state
+        if m is not None and self.queued_jobs > self.window + 1 and not self.queue.is_last(r):
             # a job from beyond the backfill window moves into it, unchecked (with
-            # at most window + 1 jobs queued every one behind the head is in it)
-            self._bf_state = None
+            # at most window + 1 jobs queued every one behind the head is in it):
+            # in a FIFO queue it is one of those after m.seq
+            if self.queue.__class__ is FifoQueue:
+                m.moved = True
+            else:
+                self._bf_state = None
         g = r.gpus
         q = self.queue
         q.remove(r)
@@ -740,10 +760,10 @@ class Engine:
                     one = self._one_pool
                     for r in new[:]:
                         if r.state == QUEUED and r.i != h:
-                            bs = self._bf_state
-                            if bs is not None and one and r.gpus > self.states[0].max_fit():
+                            m = self._bf_state
+                            if m is not None and one and r.gpus > self.states[0].max_fit():
                                 # too big now: a pass skipped later must not see it fit
-                                self._bf_state = (bs[0], min(bs[1], r.gpus - 1), bs[2])
+                                m.fit = min(m.fit, r.gpus - 1)
                             self._bf_node = False
                             self._bf_pm = NO_PM
                             self._backfill_one(r, head, res)
@@ -753,12 +773,12 @@ class Engine:
         self._dirty = False
         fresh = bool(self._new)
         self._new.clear()
-        bs = self._bf_state
-        if bs is not None and not fresh and self.skip_fruitless and not self.preemption and self._one_pool \
-                and bs[0] == self._res_key \
+        m = self._bf_state
+        if m is not None and not fresh and self.skip_fruitless and not self.preemption and self._one_pool \
+                and not m.moved and m.key == self._res_key \
                 and self._res_key == (self._blocked, self._res_version) and q.head() == self._blocked \
-                and self.states[0].max_fit() <= bs[1] and not self.states[0].pmask >> bs[2]:
-            # the blocked head needs more than the largest job that fits then (bs[1]),
+                and self.states[0].max_fit() <= m.fit and not self.states[0].pmask >> m.pm:
+            # the blocked head needs more than the largest job that fits then (m.fit),
             # and no more fits now: the head still waits and the backfill pass would
             # be skipped (_backfill's rule)
             self.n_scans_skipped += 1
@@ -1016,17 +1036,21 @@ class Engine:
             st = self.states[0]
             M = st.max_fit()
             key = self._res_key
-            bs = self._bf_state
-            lo = 0
-            if bs is not None and not fresh and self.skip_fruitless and bs[0] == key and not st.pmask >> bs[2]:
-                if M <= bs[1]:
+            m = self._bf_state
+            lo, after = 0, None
+            if m is not None and not fresh and self.skip_fruitless and m.key == key and not st.pmask >> m.pm:
+                if M <= m.fit and not m.moved:
                     self.n_scans_skipped += 1
                     return
-                # the jobs of up to bs[1] GPUs would be turned down again: only larger ones
-                lo = bs[1]
-                self._bf_state = (key, M, bs[2])
+                # the jobs of up to m.fit GPUs would be turned down again: only larger
+                # ones, and those that moved into the window
+                lo = m.fit
+                if m.moved:
+                    after = m.seq
+                m.fit = M
+                m.moved = False
             else:
-                self._bf_state = (key, M, NO_PM)
+                m = self._bf_state = ScanMemo(key, M)
             if not M:
                 return
             self._bf_node = False
@@ -1038,7 +1062,11 @@ class Engine:
                 scan = self._window.get(q, key, self.window, rejected)
                 if self.debug:
                     assert scan == [j for j in q.candidates(self.window) if j not in rejected], "window cache"
-                todo = [j for j in scan if lo < G[j] <= M]
+                m.seq = scan[-1] if scan else -1
+                if after is None:
+                    todo = [j for j in scan if lo < G[j] <= M]
+                else:
+                    todo = [j for j in scan if G[j] <= M and (G[j] > lo or j > after)]
             else:
                 todo = [j for j in q.fitting(self.window, G, M, rejected) if G[j] > lo]
             # one comparison rejects a job too big for what is free now
@@ -1050,9 +1078,7 @@ class Engine:
                     # what is left to check fits in less: jobs above M are left for
                     # a pass that finds more free (one left the window: _dequeue)
                     M = st.max_fit()
-                    bs = self._bf_state
-                    if bs is not None:
-                        self._bf_state = (key, M, bs[2])
+                    m.fit = M
                     if not M:
                         break
             self._bf_settle()
