@@ -32,6 +32,7 @@ the operations done, so runs are deterministic.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from itertools import chain
 from dataclasses import dataclass
 from typing import Optional
 
@@ -227,6 +228,8 @@ class PoolState:
             for G in gofs[j]:
                 counts[G] = counts.get(G, 0) + 1
             self.size[j] = max(counts.values())
+        # gangs placed across base groups: their nodes by group, under their first node
+        self.gangs: dict[int, list] = {}
         # partly free nodes
         self.partial: list[set] = [set() for _ in range(gpn + 1)]
         self.pmask = 0
@@ -394,17 +397,19 @@ class PoolState:
             m = self.m0 >> k
             if m:
                 # the fullest base group that holds the gang (the common gang)
-                nodes = []
-                self._take_base(next(iter(self.B0[k + ((m & -m).bit_length() - 1)])), k, nodes)
+                nodes = self._take_base(next(iter(self.B0[k + ((m & -m).bit_length() - 1)])), k)
                 self.free_gpus -= gpn * k
                 return tuple(nodes), gpn, self.tier[0]
-            nodes, tiers = self._take(k)
+            chunks, tiers = self._take(k)
+            chunks.sort()          # in node order (a group is in chunks once)
+            nodes = tuple(chain.from_iterable([c for _, c in chunks]))
+            # release() gives them back a base group at a time
+            self.gangs[nodes[0]] = chunks
         else:
-            nodes = self._first_fit(k)
+            nodes = tuple(self._first_fit(k))
             tiers = self.tiers(nodes)
-        nodes.sort()
         self.free_gpus -= gpn * k
-        return tuple(nodes), gpn, tiers
+        return nodes, gpn, tiers
 
     def _take1(self) -> int:
         """One wholly free node (its highest-numbered) of the fullest base group."""
@@ -425,9 +430,9 @@ class PoolState:
         self.whole_free -= 1
         return node
 
-    def _take_base(self, g: int, k: int, out: list) -> None:
-        """k wholly free nodes of base group g, lowest-numbered first,
-        marked used."""
+    def _take_base(self, g: int, k: int) -> list:
+        """The k lowest-numbered wholly free nodes of base group g, marked
+        used."""
         w = self.W[g]
         chosen = w[:k]
         del w[:k]
@@ -438,12 +443,13 @@ class PoolState:
             free = self.free
             for node in chosen:
                 free[node] = 0
-        out.extend(chosen)
         self._lose(g, k)
+        return chosen
 
-    def _take_all_base(self, kids, out: list) -> None:
+    def _take_all_base(self, kids, chunks: list) -> None:
         """Every wholly free node of base groups `kids`, all children of one
-        group (so they share their parent at every level above)."""
+        group (so they share their parent at every level above), added to
+        chunks as (group, nodes)."""
         W, B0, free = self.W, self.B0, self.free
         m0 = self.m0
         total = 0
@@ -459,7 +465,7 @@ class PoolState:
             else:
                 for node in w:
                     free[node] = 0
-            out.extend(w)
+            chunks.append((c, w))
             W[c] = []
             bucket = B0[k]
             bucket.discard(c)
@@ -475,8 +481,9 @@ class PoolState:
 
     def _take(self, k: int) -> tuple[list, int]:
         """k > 1 wholly free nodes, topology-packed, when no base group
-        holds them all (allocate takes that case): (nodes, tiers)."""
-        out: list[int] = []
+        holds them all (allocate takes that case): (the nodes by base group
+        as (group, nodes), tiers)."""
+        chunks: list = []
         for j in range(1, self.T):
             if k > self.size[j]:
                 continue
@@ -484,28 +491,29 @@ class PoolState:
             if max(cnt) < k:
                 continue
             fit = [(c, G) for G, c in enumerate(cnt) if c >= k]
-            self._take_in(j, min(fit)[1], k, out)
-            return out, self.tier[j]
-        self._take_in(self.T, 0, k, out)
-        return out, self.top_tier
+            self._take_in(j, min(fit)[1], k, chunks)
+            return chunks, self.tier[j]
+        self._take_in(self.T, 0, k, chunks)
+        return chunks, self.top_tier
 
-    def _take_in(self, j: int, G: int, k: int, out: list) -> None:
+    def _take_in(self, j: int, G: int, k: int, chunks: list) -> None:
         """k free nodes inside group G of level j (j = T: the pool),
         packed: the best-fitting child group if one holds what is left,
-        else all of the fullest child, and again."""
+        else all of the fullest child, and again; added to chunks as
+        (base group, nodes)."""
         if j == 0:
-            self._take_base(G, k, out)
+            chunks.append((G, self._take_base(G, k)))
             return
         kids = self.top_kids if j == self.T else self.kids[j][G]
         if j < self.T and k == self.cnt[j][G]:
             # every free node of the group: no choice to make
             if j == 1:
-                self._take_all_base(kids, out)
+                self._take_all_base(kids, chunks)
             else:
                 cl = self.cnt[j - 1]
                 for c in kids:
                     if cl[c]:
-                        self._take_in(j - 1, c, cl[c], out)
+                        self._take_in(j - 1, c, cl[c], chunks)
             return
         if j == 1:
             W = self.W
@@ -526,11 +534,11 @@ class PoolState:
                 m = e - 1
                 while m > i and avail[m - 1][0] == c:
                     m -= 1
-                self._take_in(j - 1, avail[m][1], remaining, out)
+                self._take_in(j - 1, avail[m][1], remaining, chunks)
                 return
             c, child = avail[i]
             i += 1
-            self._take_in(j - 1, child, -c, out)
+            self._take_in(j - 1, child, -c, chunks)
             remaining += c
 
     def _first_fit(self, k: int) -> list[int]:
@@ -540,14 +548,16 @@ class PoolState:
         for g in range(len(W)):
             w = W[g]
             if w:
-                self._take_base(g, min(k - len(out), len(w)), out)
+                out += self._take_base(g, min(k - len(out), len(w)))
                 if len(out) == k:
                     return out
         raise AssertionError("whole_free said the nodes exist")  # pragma: no cover
 
     def release(self, nodes, per_node: int) -> None:
         """Give back what allocate() gave (nodes sorted, as it returned
-        them; a node is never taken out of service while a job holds it)."""
+        them; a gang it placed across base groups goes back by the groups
+        it noted in `gangs`, without finding them again; a node is never
+        taken out of service while a job holds it)."""
         gpn = self.gpn
         free = self.free
         if per_node < gpn:
@@ -580,36 +590,42 @@ class PoolState:
             insort(W[g], node)
             self._gain(g, 1)
             return
-        a, z = nodes[0], nodes[-1]
-        g = g0[a]
         n = len(nodes)
-        if g == g0[z]:
-            # within one base group
-            if z + 1 - a == n:
-                free[a:z + 1] = [gpn] * n
-            else:
-                for node in nodes:
-                    free[node] = gpn
-            w = W[g]
-            if not w or w[-1] < a:
-                w.extend(nodes)
-            else:
-                w.extend(nodes)
-                w.sort()
-            self._gain(g, n)
-            return
-        # one chunk per base group (groups are contiguous runs of nodes);
+        chunks = self.gangs.pop(nodes[0], None)
+        if chunks is None:
+            a, z = nodes[0], nodes[-1]
+            g = g0[a]
+            if g == g0[z]:
+                # within one base group (sorted, as _take_base took them)
+                if z + 1 - a == n:
+                    free[a:z + 1] = [gpn] * n
+                else:
+                    for node in nodes:
+                        free[node] = gpn
+                w = W[g]
+                if not w or w[-1] < a:
+                    w.extend(nodes)
+                else:
+                    w.extend(nodes)
+                    w.sort()
+                self._gain(g, n)
+                return
+            # sorted across groups (first-fit): one chunk per base group
+            # (groups are contiguous runs of nodes)
+            chunks = []
+            i = 0
+            while i < n:
+                g = g0[nodes[i]]
+                e = bisect_left(nodes, g_end[g], i)
+                chunks.append((g, nodes[i:e]))
+                i = e
         # the bucket moves of _gain inline
         B0, ups = self.B0, self.ups
         m0 = self.m0
-        i = 0
-        while i < n:
-            a = nodes[i]
-            g = g0[a]
-            e = bisect_left(nodes, g_end[g], i)
-            chunk = nodes[i:e]
+        for g, chunk in chunks:
+            a = chunk[0]
+            c = len(chunk)
             b = chunk[-1] + 1
-            c = e - i
             if b - a == c:
                 free[a:b] = [gpn] * c
             else:
@@ -633,7 +649,6 @@ class PoolState:
             bucket.add(g)
             for cnt, par in ups:
                 cnt[par[g]] += c
-            i = e
         self.m0 = m0
         self.whole_free += n
 
@@ -723,6 +738,10 @@ class PoolState:
                 assert (g in self.B0[cc]) == (cc == c), ("B0", g, c)
         for c in range(1, len(self.B0)):
             assert bool(self.B0[c]) == bool(self.m0 >> c & 1), ("m0", c)
+        for first, chunks in self.gangs.items():
+            assert chunks == sorted(chunks) and chunks[0][1][0] == first, ("gang", first)
+            for g, chunk in chunks:
+                assert all(self.g0[node] == g and self.free[node] == 0 for node in chunk), ("gang", first, g)
         for j in range(1, self.T):
             counts = [0] * len(self.cnt[j])
             for node, f in enumerate(self.free):
