@@ -488,10 +488,12 @@ class PoolState:
             if k > self.size[j]:
                 continue
             cnt = self.cnt[j]
-            if max(cnt) < k:
+            # the group that fits best: the fewest free nodes of k or more,
+            # the lowest-numbered of those
+            best = min(filter(k.__le__, cnt), default=0)
+            if not best:
                 continue
-            fit = [(c, G) for G, c in enumerate(cnt) if c >= k]
-            self._take_in(j, min(fit)[1], k, chunks)
+            self._take_in(j, cnt.index(best), k, chunks)
             return chunks, self.tier[j]
         self._take_in(self.T, 0, k, chunks)
         return chunks, self.top_tier
@@ -515,31 +517,35 @@ class PoolState:
                     if cl[c]:
                         self._take_in(j - 1, c, cl[c], chunks)
             return
+        # children fullest first, then lowest-numbered (kids are in order and
+        # the sort is stable); those with nothing free come last, never reached
         if j == 1:
             W = self.W
-            avail = [(-len(W[c]), c) for c in kids if W[c]]
+            order = sorted(kids, key=lambda c: len(W[c]), reverse=True)
+            free = [len(W[c]) for c in order]
         else:
             cl = self.cnt[j - 1]
-            avail = [(-cl[c], c) for c in kids if cl[c]]
-        avail.sort()              # fullest first, then lowest-numbered
+            order = sorted(kids, key=cl.__getitem__, reverse=True)
+            free = list(map(cl.__getitem__, order))
         remaining = k
         i = 0
+        n = len(order)
         while remaining:
-            # avail[i:e] hold what is left; the best fit is the emptiest of them
+            # order[i:e] hold what is left; the best fit is the emptiest of them
             e = i
-            while e < len(avail) and -avail[e][0] >= remaining:
+            while e < n and free[e] >= remaining:
                 e += 1
             if e > i:
-                c = avail[e - 1][0]
+                c = free[e - 1]
                 m = e - 1
-                while m > i and avail[m - 1][0] == c:
+                while m > i and free[m - 1] == c:
                     m -= 1
-                self._take_in(j - 1, avail[m][1], remaining, chunks)
+                self._take_in(j - 1, order[m], remaining, chunks)
                 return
-            c, child = avail[i]
+            c = free[i]
+            self._take_in(j - 1, order[i], c, chunks)
             i += 1
-            self._take_in(j - 1, child, -c, chunks)
-            remaining += c
+            remaining -= c
 
     def _first_fit(self, k: int) -> list[int]:
         """The k lowest-numbered wholly free nodes (O(groups))."""
