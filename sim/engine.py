@@ -13,12 +13,14 @@ two things that keep a job's cost to a few microseconds:
 * arrivals are not events: jobs sorted by submit time are walked by a
   cursor, merged with the heap (a job arriving at the same time as a heap
   event comes first), so a submit costs no heap push at all;
-* a job's finish is one heap entry ``(end, NORMAL, eid, run)`` pushed
-  straight into the environment's queue and dispatched by the loop (no
-  Process, no Timeout object, no callback list). A stale entry (the job
-  was preempted or failed) is skipped by its eid. Every other event
-  (sampling, autoscaling, failures, repairs, cancels) is an ordinary SimPy
-  Timeout with a callback.
+* a job's finish is its end time in a heap of floats next to SimPy's
+  queue (floats order faster than SimPy's ``(time, priority, eid, event)``
+  tuples) with the run under that time in a dict, dispatched by the loop
+  (no Process, no Timeout object, no callback list); it takes an eid from
+  SimPy's counter, so a finish and a SimPy event at the same time go in
+  SimPy's own order. A job preempted or failed drops its entry; its time
+  pops as a no-op. Every other event (sampling, autoscaling, failures,
+  repairs, cancels) is an ordinary SimPy Timeout with a callback.
 
 Events at the same time are batched: arrivals and finishes at one instant
 lead to one scheduling pass, run before anything at a later time and
@@ -31,8 +33,8 @@ indexes of sim/cluster.py (O(1) for a job within a node, O(nodes of the job
 backfill pass over at most ``backfill_window`` waiting jobs (those too big
 for the free capacity rejected by one comparison each; a pass that could
 not start anything is skipped, see ``_backfill``), and a reservation walk
-over running jobs by end time (a copy of the heap, popped as far as the
-walk goes) only when the blocked head job changes or the cluster changed
+over running jobs by end time (a copy of the finish times' heap, popped as
+far as the walk goes) only when the blocked head job changes or the cluster changed
 unexpectedly (failure, preemption, autoscaling).
 Counters, per-family allocations and the demand integrals are plain ints
 and floats updated in place (sim/metrics.py: O(1) per change).
@@ -258,8 +260,12 @@ class Engine:
         # (time, priority, eid, event) layout
         if not all(hasattr(self.env, a) for a in ("_queue", "_eid", "_now")):  # pragma: no cover
             raise RuntimeError(f"simpy {simpy.__version__} lacks Environment._queue/_eid/_now the engine relies on")
-        self._heap = self.env._queue
         self._eid = self.env._eid
+        # finishes: their times in a heap of floats (cheaper to order than
+        # SimPy's tuples), the runs ending at each time (one, or a list in
+        # start order); SimPy's own queue keeps every other event
+        self._fh: list[float] = []
+        self._fa: dict = {}
         from hardware.power import gpu_busy_w
         self._power = []
         for pr in self.pools:
@@ -509,12 +515,18 @@ class Engine:
         k = 0
         now = env._now
         want = False
+        fh, fa = self._fh, self._fa
         while True:
+            # the next entry: a finish (fh, fa) or a SimPy event (q), in SimPy's
+            # order on a tie: (time, priority, eid), a finish being NORMAL
+            t = fh[0] if fh else INF
+            fin = True
             if q:
                 top = q[0]
-                t = top[0]
-            else:
-                t = INF
+                ts = top[0]
+                if ts < t or (ts == t and (top[1], top[2]) < (NORMAL, self._first_eid(t))):
+                    t = ts
+                    fin = False
             a = sub[k]
             if a <= t:
                 if want and a > now:
@@ -570,17 +582,25 @@ class Engine:
                         break
                 self.n_submitted = k          # plain arrivals: every one is submitted
                 continue
-            if want and (t > now or top[3].__class__ is not RunT):
+            if want and (t > now or not fin):
                 want = False
                 if self.queued_jobs or debug:
                     schedule()
                     continue
             if t >= until:
                 break
-            t, _, eid, ev = pop(q)
-            env._now = now = t
-            if ev.__class__ is RunT:
-                if ev.fin == eid:
+            if fin:
+                pop(fh)
+                ev = fa.pop(t, None)
+                if ev is not None:
+                    if ev.__class__ is not RunT:
+                        # runs ending at the same time, in the order they started
+                        x = ev
+                        ev = x.pop(0)
+                        if x:
+                            fa[t] = x
+                    env._now = now = t
+                    ev.fin = -1
                     if lean:
                         # _finish and _release inline, for runs nothing else tracks
                         p = ev.pool
@@ -592,7 +612,6 @@ class Engine:
                         pool_alloc[p] -= a
                         fam_gpus[ev.fam] -= a
                         ev.nodes = None
-                        ev.fin = -1
                         ev.state = COMPLETED
                         ev.end_s = t
                         g = ev.gpus
@@ -605,6 +624,8 @@ class Engine:
                         finish(ev, t)
                     want = True
                 continue
+            t, _, eid, ev = pop(q)
+            env._now = now = t
             callbacks, ev.callbacks = ev.callbacks, None
             for cb in callbacks:
                 cb(ev)
@@ -853,9 +874,14 @@ class Engine:
         if r.start_s is None:
             r.start_s = now
         r.state = RUNNING
-        eid = next(self._eid)
-        r.fin = eid
-        heappush(self._heap, (end, NORMAL, eid, r))
+        r.fin = next(self._eid)
+        heappush(self._fh, end)
+        x = self._fa.setdefault(end, r)
+        if x is not r:
+            if x.__class__ is list:
+                x.append(r)
+            else:
+                self._fa[end] = [x, r]
         # accounting
         self.pool_alloc[p] += a
         self.fam_gpus[r.fam] += a
@@ -929,9 +955,31 @@ class Engine:
         self.fam_gpus[r.fam] -= a
         if self._tracking:
             self._untrack(r, p, a, now)
+        if r.fin != -1:
+            self._drop_finish(r)
         r.nodes = None
-        r.fin = -1
         self._dirty = True
+
+    def _drop_finish(self, r: Run) -> None:
+        """A run leaves before its finish came due (interrupts: end_at is
+        kept): its entry goes; the time stays in the heap, popped as a
+        no-op."""
+        fa, end = self._fa, r.end_at
+        x = fa[end]
+        if x is r:
+            del fa[end]
+        else:
+            x.remove(r)
+            if len(x) == 1:
+                fa[end] = x[0]
+        r.fin = -1
+
+    def _first_eid(self, t: float) -> int:
+        """SimPy eid of the first run finishing at t (-1: none left)."""
+        x = self._fa.get(t)
+        if x is None:
+            return -1
+        return x.fin if x.__class__ is Run else x[0].fin
 
     def _finish(self, r: Run, now: float) -> None:
         """A job's finish entry came due: it completed."""
@@ -971,15 +1019,24 @@ class Engine:
 
     def _by_end(self, p: int):
         """(end, run) of the running jobs of pool p in order of expected
-        end, lazily: a copy of the event heap (its live finish entries are
-        exactly the running jobs), popped only as far as the walk goes."""
-        h = self.env._queue[:]
+        end, lazily: a copy of the finish times' heap, popped only as far
+        as the walk goes."""
+        h = self._fh[:]
+        fa = self._fa
         pop = heapq.heappop
         RunT = Run
+        last = None
         while h:
-            end, _, eid, v = pop(h)
-            if v.__class__ is RunT and v.fin == eid and v.pool == p:
-                yield end, v
+            end = pop(h)
+            if end == last:
+                continue          # runs ending together came out at once
+            last = end
+            x = fa.get(end)
+            if x is None:
+                continue
+            for v in ((x,) if x.__class__ is RunT else x):
+                if v.pool == p:
+                    yield end, v
 
     def _reserve_in(self, p: int, head: Run) -> Reservation:
         st = self.pools[p].state
@@ -1500,9 +1557,12 @@ class Engine:
         used: list[dict] = [dict() for _ in self.pools]
         queued = qgpus = 0
         live = {}
-        for t, _, eid, ev in self.env._queue:
-            if ev.__class__ is Run and ev.fin == eid:
+        for t, x in self._fa.items():
+            for ev in ((x,) if x.__class__ is Run else x):
+                assert ev.i not in live and ev.fin != -1, ev.i
                 live[ev.i] = t
+            assert x.__class__ is Run or len(x) > 1
+        assert set(self._fa) <= set(self._fh)
         for r in self.runs:
             if r.state == RUNNING:
                 alloc[r.pool] += r.alloc
