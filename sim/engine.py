@@ -729,8 +729,12 @@ class Engine:
         g = r.gpus
         q = self.queue
         q.remove(r)
-        if self._window.key is not None:
-            self._window.removed(q, r.qkey, self.window)
+        w = self._window
+        if w.key is not None:
+            if self._res is not None and w.key[0] == self._res_key:
+                w.removed(q, r.qkey, self.window, self._res.rejected)
+            else:
+                w.key = None
         self.queued_jobs -= 1
         self.queued_gpus -= g
         dm = self.demand

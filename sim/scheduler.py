@@ -141,16 +141,18 @@ class WindowCache:
     after the head) minus the runs turned down under the current
     reservation, kept in step with the queue instead of rebuilt for every
     backfill pass: runs appended to the queue join while the window has
-    room, a run leaving a window that is not full is dropped from it, and
-    anything else (the reservation or the head changes, a run leaves a full
-    window, an out-of-order push) rebuilds it from candidates(). A pass
-    then looks at tens of runs instead of walking the queue."""
+    room, a run leaving the window is dropped from it (and, the window
+    being full, the first waiting run beyond it moves in), and anything
+    else (the reservation or the head changes, an out-of-order push)
+    rebuilds it from candidates(). A pass then looks at tens of runs
+    instead of walking the queue."""
 
     def __init__(self):
         self.key = None          # (reservation key, queue gen) the list is valid for
         self.scan: list[int] = []
         self.count = 0           # runs in the window, turned down ones included
         self.last = -1           # highest seq considered
+        self.wend = -1           # seq of the window's last run (once full: runs after it are beyond)
         self.head = None
         self.nrej = 0
 
@@ -160,6 +162,7 @@ class WindowCache:
         if self.key != k:
             win = q.candidates(window)
             self.count = len(win)
+            self.wend = win[-1] if win else -1
             self.scan = [x for x in win if x not in rejected]
             self.last = items[-1] if items else -1
             self.head = q.head()
@@ -170,15 +173,17 @@ class WindowCache:
             if self.count < window:
                 live = q.live
                 more = [x for x in items[bisect_right(items, self.last):] if x in live][:window - self.count]
-                self.count += len(more)
-                self.scan += [x for x in more if x not in rejected]
+                if more:
+                    self.count += len(more)
+                    self.wend = more[-1]
+                    self.scan += [x for x in more if x not in rejected]
             self.last = items[-1]
         if len(rejected) != self.nrej:
             self.scan = [x for x in self.scan if x not in rejected]
             self.nrej = len(rejected)
         return self.scan
 
-    def removed(self, q: FifoQueue, seq: int, window: int) -> None:
+    def removed(self, q: FifoQueue, seq: int, window: int, rejected) -> None:
         """Run `seq` just left queue q (q.remove done)."""
         k = self.key
         if k is None:
@@ -186,14 +191,24 @@ class WindowCache:
         if k[1] != q.gen - 1 or seq == self.head:
             self.key = None
             return
-        if seq <= self.last:
-            if self.count >= window:
-                self.key = None      # a run from beyond the window would move in
-                return
-            self.count -= 1
+        if seq <= self.wend:
             scan = self.scan
             if seq in scan:
                 scan.remove(seq)
+            if self.count >= window:
+                # the first waiting run beyond the window moves in
+                items, live = q.items, q.live
+                i, n = bisect_right(items, self.wend), len(items)
+                while i < n and items[i] not in live:
+                    i += 1
+                if i < n:
+                    x = self.wend = items[i]
+                    if x not in rejected:
+                        scan.append(x)
+                else:
+                    self.count -= 1
+            else:
+                self.count -= 1
         self.key = (k[0], q.gen)
 
 
