@@ -490,10 +490,11 @@ class PoolState:
             cnt = self.cnt[j]
             # the group that fits best: the fewest free nodes of k or more,
             # the lowest-numbered of those
-            best = min(filter(k.__le__, cnt), default=0)
-            if not best:
+            s = sorted(cnt)
+            i = bisect_left(s, k)
+            if i == len(s):
                 continue
-            self._take_in(j, cnt.index(best), k, chunks)
+            self._take_in(j, cnt.index(s[i]), k, chunks)
             return chunks, self.tier[j]
         self._take_in(self.T, 0, k, chunks)
         return chunks, self.top_tier

@@ -861,7 +861,8 @@ class Engine:
             D = r.dur
             if D is None:
                 D = self._duration(r, p, nodes, tiers)
-        if r.progress or r.pending_over or self.ckpt_cost:
+        if self._tracking and (r.progress or r.pending_over or self.ckpt_cost):
+            # (only runs that can be interrupted resume or pay for checkpoints)
             wall = self._wall(r, D)
             r.run_over = r.pending_over
             r.pending_over = 0.0
