@@ -518,16 +518,14 @@ class PoolState:
                     if cl[c]:
                         self._take_in(j - 1, c, cl[c], chunks)
             return
+        if j == 1:
+            self._take_from_base(kids, k, chunks)
+            return
         # children fullest first, then lowest-numbered (kids are in order and
         # the sort is stable); those with nothing free come last, never reached
-        if j == 1:
-            W = self.W
-            order = sorted(kids, key=lambda c: len(W[c]), reverse=True)
-            free = [len(W[c]) for c in order]
-        else:
-            cl = self.cnt[j - 1]
-            order = sorted(kids, key=cl.__getitem__, reverse=True)
-            free = list(map(cl.__getitem__, order))
+        cl = self.cnt[j - 1]
+        order = sorted(kids, key=cl.__getitem__, reverse=True)
+        free = list(map(cl.__getitem__, order))
         remaining = k
         i = 0
         n = len(order)
@@ -547,6 +545,60 @@ class PoolState:
             self._take_in(j - 1, order[i], c, chunks)
             i += 1
             remaining -= c
+
+    def _take_from_base(self, kids, k: int, chunks: list) -> None:
+        """k wholly free nodes from base groups `kids`, children of one group
+        (or of the pool): _take_in's packing (all of the fullest until the
+        emptiest that holds the rest) done in one loop, with one update of
+        the counts above (the groups share every parent)."""
+        W, B0, free = self.W, self.B0, self.free
+        order = sorted(kids, key=lambda c: len(W[c]), reverse=True)
+        sizes = [len(W[c]) for c in order]
+        n = len(order)
+        m0 = self.m0
+        remaining = k
+        i = 0
+        while remaining:
+            e = i
+            while e < n and sizes[e] >= remaining:
+                e += 1
+            if e > i:
+                # the emptiest group that holds the rest (lowest-numbered of equals)
+                m = e - 1
+                c = sizes[m]
+                while m > i and sizes[m - 1] == c:
+                    m -= 1
+                g, take = order[m], remaining
+            else:
+                g, take = order[i], sizes[i]
+                i += 1
+            w = W[g]
+            old = len(w)
+            chosen = w[:take]
+            del w[:take]
+            a, b = chosen[0], chosen[-1] + 1
+            if b - a == take:
+                free[a:b] = [0] * take
+            else:
+                for node in chosen:
+                    free[node] = 0
+            chunks.append((g, chosen))
+            # the group's bucket moves as _lose moves it
+            bucket = B0[old]
+            bucket.discard(g)
+            if not bucket:
+                m0 &= ~(1 << old)
+            left = old - take
+            if left:
+                bucket = B0[left]
+                if not bucket:
+                    m0 |= 1 << left
+                bucket.add(g)
+            remaining -= take
+        self.m0 = m0
+        for cnt, par in self.ups:
+            cnt[par[g]] -= k
+        self.whole_free -= k
 
     def _first_fit(self, k: int) -> list[int]:
         """The k lowest-numbered wholly free nodes (O(groups))."""
