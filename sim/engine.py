@@ -34,8 +34,8 @@ backfill pass over at most ``backfill_window`` waiting jobs (those too big
 for the free capacity rejected by one comparison each; a pass that could
 not start anything is skipped, see ``_backfill``), and a reservation walk
 over running jobs by end time (a copy of the finish times' heap, popped as
-far as the walk goes) only when the blocked head job changes or the cluster changed
-unexpectedly (failure, preemption, autoscaling).
+far as the walk goes) only when the blocked head job changes or the
+cluster changed unexpectedly (failure, preemption, autoscaling).
 Counters, per-family allocations and the demand integrals are plain ints
 and floats updated in place (sim/metrics.py: O(1) per change).
 
