@@ -597,8 +597,7 @@ class Engine:
                         # runs ending at the same time, in the order they started
                         x = ev
                         ev = x.pop(0)
-                        if x:
-                            fa[t] = x
+                        fa[t] = x if len(x) > 1 else x[0]
                     env._now = now = t
                     ev.fin = -1
                     if lean:
@@ -974,7 +973,7 @@ class Engine:
         if x is r:
             del fa[end]
         else:
-            x.remove(r)
+            x.remove(r)          # a list holds two runs or more
             if len(x) == 1:
                 fa[end] = x[0]
         r.fin = -1

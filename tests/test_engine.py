@@ -343,3 +343,29 @@ def test_skipped_backfill_passes_change_nothing(monkeypatch, seed, nodes, window
     assert slow.n_scans_skipped == 0
     assert [(r.start_s, r.end_s) for r in fast.runs] == [(r.start_s, r.end_s) for r in slow.runs]
     assert fast.counts["backfilled"] == slow.counts["backfilled"] > 50
+
+
+def test_finishes_and_samples_at_one_instant_go_in_simpy_order():
+    """Finishes live in their own heap, but a finish and a SimPy event at
+    the same instant still go in SimPy's order (time, priority, eid): at
+    t = 3600 job a (started at 0, before the sample at 3600 was scheduled)
+    finishes first, then the sample, then job b (started at 1800, after)."""
+    eng = engine([job(0, 8, 0.0, 3600.0), job(1, 8, 1800.0, 1800.0)], nodes=4, policy="fifo", horizon=3 * 3600.0)
+    rows = {row[0]: row[2] for row in eng.util_rows}     # time -> GPUs allocated
+    assert rows[0.0] == 8 and rows[3600.0] == 8 and rows[7200.0] == 0
+    assert [r.end_s for r in eng.runs] == [3600.0, 3600.0]
+
+
+def test_preempting_one_of_jobs_ending_together():
+    """Three jobs end at the same instant (one finish time, three runs under
+    it); a higher-priority gang preempts one of them mid-run: the others
+    still finish at that instant, the preempted one later, and the books
+    (checked after every pass) stay right."""
+    jobs = [job(i, 8, 0.0, 5000.0) for i in range(3)] + [job(3, 8, 1000.0, 500.0, priority=5)]
+    eng = engine(jobs, nodes=3, policy="priority", preemption=True, horizon=1e5)
+    runs = by_id(eng)
+    assert runs["3"].start_s == 1000.0 and runs["3"].end_s == 1500.0
+    ends = sorted(runs[str(i)].end_s for i in range(3))
+    assert ends[:2] == [5000.0, 5000.0] and ends[2] > 5000.0
+    assert sum(runs[str(i)].preemptions for i in range(3)) == 1
+    assert eng.counts["completed"] == 4
