@@ -39,6 +39,27 @@ from typing import Optional
 UP, SPARE, DOWN = 0, 1, 2
 
 
+def _fill(free: list, nodes, value: int) -> None:
+    """free[node] = value for sorted nodes: one slice assignment when they
+    are consecutive (a gang's nodes of one group usually are)."""
+    k = len(nodes)
+    a = nodes[0]
+    if nodes[-1] + 1 - a == k:
+        free[a:a + k] = [value] * k
+    else:
+        for node in nodes:
+            free[node] = value
+
+
+def _merge(w: list, nodes) -> None:
+    """Put sorted nodes back into a group's sorted list of free nodes."""
+    if not w or w[-1] < nodes[0]:
+        w.extend(nodes)
+    else:
+        w.extend(nodes)
+        w.sort()
+
+
 class IndexedSet:
     """A set of ints with O(1) add, remove, membership and pick (the last
     added), iterating in a deterministic order."""
@@ -436,13 +457,7 @@ class PoolState:
         w = self.W[g]
         chosen = w[:k]
         del w[:k]
-        a, b = chosen[0], chosen[-1] + 1
-        if b - a == k:
-            self.free[a:b] = [0] * k
-        else:
-            free = self.free
-            for node in chosen:
-                free[node] = 0
+        _fill(self.free, chosen, 0)
         self._lose(g, k)
         return chosen
 
@@ -459,12 +474,7 @@ class PoolState:
             if not w:
                 continue
             k = len(w)
-            a, b = w[0], w[-1] + 1
-            if b - a == k:
-                free[a:b] = [0] * k
-            else:
-                for node in w:
-                    free[node] = 0
+            _fill(free, w, 0)
             chunks.append((c, w))
             W[c] = []
             bucket = B0[k]
@@ -576,12 +586,7 @@ class PoolState:
             old = len(w)
             chosen = w[:take]
             del w[:take]
-            a, b = chosen[0], chosen[-1] + 1
-            if b - a == take:
-                free[a:b] = [0] * take
-            else:
-                for node in chosen:
-                    free[node] = 0
+            _fill(free, chosen, 0)
             chunks.append((g, chosen))
             # the group's bucket moves as _lose moves it
             bucket = B0[old]
@@ -656,17 +661,8 @@ class PoolState:
             g = g0[a]
             if g == g0[z]:
                 # within one base group (sorted, as _take_base took them)
-                if z + 1 - a == n:
-                    free[a:z + 1] = [gpn] * n
-                else:
-                    for node in nodes:
-                        free[node] = gpn
-                w = W[g]
-                if not w or w[-1] < a:
-                    w.extend(nodes)
-                else:
-                    w.extend(nodes)
-                    w.sort()
+                _fill(free, nodes, gpn)
+                _merge(W[g], nodes)
                 self._gain(g, n)
                 return
             # sorted across groups (first-fit): one chunk per base group
@@ -682,21 +678,11 @@ class PoolState:
         B0, ups = self.B0, self.ups
         m0 = self.m0
         for g, chunk in chunks:
-            a = chunk[0]
             c = len(chunk)
-            b = chunk[-1] + 1
-            if b - a == c:
-                free[a:b] = [gpn] * c
-            else:
-                for node in chunk:
-                    free[node] = gpn
+            _fill(free, chunk, gpn)
             w = W[g]
             old = len(w)
-            if not w or w[-1] < a:
-                w.extend(chunk)
-            else:
-                w.extend(chunk)
-                w.sort()
+            _merge(w, chunk)
             if old:
                 bucket = B0[old]
                 bucket.discard(g)

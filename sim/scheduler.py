@@ -100,15 +100,8 @@ class FifoQueue:
             self.lo = 0
             self.dead = 0
 
-    def _head_pos(self) -> int:
-        items, live = self.items, self.live
-        lo, n = self.lo, len(items)
-        while lo < n and items[lo] not in live:
-            lo += 1
-        self.lo = lo
-        return lo
-
     def head(self) -> Optional[int]:
+        """The first live seq (dead entries before it are passed for good)."""
         items, live = self.items, self.live
         lo, n = self.lo, len(items)
         while lo < n and items[lo] not in live:
@@ -123,8 +116,9 @@ class FifoQueue:
 
     def candidates(self, window: int) -> list[int]:
         """The seqs of up to `window` runs after the head, in order."""
+        self.head()                    # moves lo to the head
         items, live = self.items, self.live
-        j, n = self._head_pos() + 1, len(items)
+        j, n = self.lo + 1, len(items)
         out: list[int] = []
         while len(out) < window and j < n:
             chunk = items[j:j + window - len(out) + 8]
