@@ -60,6 +60,32 @@ def _merge(w: list, nodes) -> None:
         w.sort()
 
 
+def _packing(sizes: list, k: int) -> list:
+    """How a gang of k nodes takes free nodes from groups whose free counts
+    are `sizes` (fullest first, ties lowest-numbered first): all of the
+    fullest while none holds what is left, then the emptiest that does
+    (lowest-numbered of equals). [(index into sizes, nodes taken)]."""
+    plan = []
+    n = len(sizes)
+    remaining = k
+    i = 0
+    while remaining:
+        e = i
+        while e < n and sizes[e] >= remaining:
+            e += 1
+        if e > i:
+            m = e - 1
+            c = sizes[m]
+            while m > i and sizes[m - 1] == c:
+                m -= 1
+            plan.append((m, remaining))
+            return plan
+        plan.append((i, sizes[i]))
+        remaining -= sizes[i]
+        i += 1
+    return plan
+
+
 class IndexedSet:
     """A set of ints with O(1) add, remove, membership and pick (the last
     added), iterating in a deterministic order."""
@@ -535,53 +561,18 @@ class PoolState:
         # the sort is stable); those with nothing free come last, never reached
         cl = self.cnt[j - 1]
         order = sorted(kids, key=cl.__getitem__, reverse=True)
-        free = list(map(cl.__getitem__, order))
-        remaining = k
-        i = 0
-        n = len(order)
-        while remaining:
-            # order[i:e] hold what is left; the best fit is the emptiest of them
-            e = i
-            while e < n and free[e] >= remaining:
-                e += 1
-            if e > i:
-                c = free[e - 1]
-                m = e - 1
-                while m > i and free[m - 1] == c:
-                    m -= 1
-                self._take_in(j - 1, order[m], remaining, chunks)
-                return
-            c = free[i]
-            self._take_in(j - 1, order[i], c, chunks)
-            i += 1
-            remaining -= c
+        for i, take in _packing(list(map(cl.__getitem__, order)), k):
+            self._take_in(j - 1, order[i], take, chunks)
 
     def _take_from_base(self, kids, k: int, chunks: list) -> None:
         """k wholly free nodes from base groups `kids`, children of one group
-        (or of the pool): _take_in's packing (all of the fullest until the
-        emptiest that holds the rest) done in one loop, with one update of
-        the counts above (the groups share every parent)."""
+        (or of the pool), packed as _packing says, in one loop with one
+        update of the counts above (the groups share every parent)."""
         W, B0, free = self.W, self.B0, self.free
         order = sorted(kids, key=lambda c: len(W[c]), reverse=True)
-        sizes = [len(W[c]) for c in order]
-        n = len(order)
         m0 = self.m0
-        remaining = k
-        i = 0
-        while remaining:
-            e = i
-            while e < n and sizes[e] >= remaining:
-                e += 1
-            if e > i:
-                # the emptiest group that holds the rest (lowest-numbered of equals)
-                m = e - 1
-                c = sizes[m]
-                while m > i and sizes[m - 1] == c:
-                    m -= 1
-                g, take = order[m], remaining
-            else:
-                g, take = order[i], sizes[i]
-                i += 1
+        for i, take in _packing([len(W[c]) for c in order], k):
+            g = order[i]
             w = W[g]
             old = len(w)
             chosen = w[:take]
@@ -599,7 +590,6 @@ class PoolState:
                 if not bucket:
                     m0 |= 1 << left
                 bucket.add(g)
-            remaining -= take
         self.m0 = m0
         for cnt, par in self.ups:
             cnt[par[g]] -= k
