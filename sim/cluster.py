@@ -34,12 +34,19 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from itertools import chain
 from dataclasses import dataclass
-from typing import Optional
+from typing import Final, Optional, Sequence
 
-UP, SPARE, DOWN = 0, 1, 2
+UP: Final = 0
+SPARE: Final = 1
+DOWN: Final = 2
+
+Nodes = tuple[int, ...]
+"""The nodes a job holds, sorted."""
+Allocation = tuple[Nodes, int, int]
+"""What PoolState.allocate gives: (nodes, GPUs used per node, tiers spanned)."""
 
 
-def _fill(free: list, nodes, value: int) -> None:
+def _fill(free: list[int], nodes: Sequence[int], value: int) -> None:
     """free[node] = value for sorted nodes: one slice assignment when they
     are consecutive (a gang's nodes of one group usually are)."""
     k = len(nodes)
@@ -51,7 +58,7 @@ def _fill(free: list, nodes, value: int) -> None:
             free[node] = value
 
 
-def _merge(w: list, nodes) -> None:
+def _merge(w: list[int], nodes: Sequence[int]) -> None:
     """Put sorted nodes back into a group's sorted list of free nodes."""
     if not w or w[-1] < nodes[0]:
         w.extend(nodes)
@@ -60,12 +67,12 @@ def _merge(w: list, nodes) -> None:
         w.sort()
 
 
-def _packing(sizes: list, k: int) -> list:
+def _packing(sizes: list[int], k: int) -> list[tuple[int, int]]:
     """How a gang of k nodes takes free nodes from groups whose free counts
     are `sizes` (fullest first, ties lowest-numbered first): all of the
     fullest while none holds what is left, then the emptiest that does
     (lowest-numbered of equals). [(index into sizes, nodes taken)]."""
-    plan = []
+    plan: list[tuple[int, int]] = []
     n = len(sizes)
     remaining = k
     i = 0
@@ -91,7 +98,7 @@ class IndexedSet:
     added), iterating in a deterministic order."""
     __slots__ = ("items", "pos")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.items: list[int] = []
         self.pos: dict[int, int] = {}
 
@@ -225,16 +232,17 @@ class PoolState:
             self.tier = [self.top_tier]
         else:
             self.tier = [lv.tier for lv in self.levels[:-1]]
-        self.gof = gofs
-        self.g0 = g0 = gofs[0]
+        self.gof: list[list[int]] = gofs
+        self.g0: list[int] = gofs[0]
+        g0 = self.g0
         nb = (max(g0) + 1) if n else 1
         # base groups: wholly free nodes (sorted lists), and the groups in sets by that count
-        self.W: list[list] = [[] for _ in range(nb)]
+        self.W: list[list[int]] = [[] for _ in range(nb)]
         sizes: dict[int, int] = {}
         for g in g0:
             sizes[g] = sizes.get(g, 0) + 1
         size0 = max(sizes.values(), default=1)
-        self.B0: list[set] = [set() for _ in range(size0 + 1)]
+        self.B0: list[set[int]] = [set() for _ in range(size0 + 1)]
         self.m0 = 0
         # each base group is a contiguous run of nodes: its end bounds it
         self.g_end = [0] * nb
@@ -267,20 +275,20 @@ class PoolState:
                     seen.add(c)
                     kids[gj[node]].append(c)
             self.kids.append(kids)
-        self.top_kids = sorted(set(gofs[T - 1]))
-        self.ups = [(self.cnt[j], self.par[j]) for j in range(1, T)]    # (counts, base group -> group) per level
-        self.size = [size0] * T                                          # largest group per level
+        self.top_kids: list[int] = sorted(set(gofs[T - 1]))
+        self.ups: list[tuple[list[int], list[int]]] = [(self.cnt[j], self.par[j]) for j in range(1, T)]    # (counts, base group -> group) per level
+        self.size: list[int] = [size0] * T                                          # largest group per level
         for j in range(1, T):
             counts: dict[int, int] = {}
             for G in gofs[j]:
                 counts[G] = counts.get(G, 0) + 1
             self.size[j] = max(counts.values())
         # gangs placed across base groups: their nodes by group, under their first node
-        self.gangs: dict[int, list] = {}
+        self.gangs: dict[int, list[tuple[int, list[int]]]] = {}
         # partly free nodes
-        self.partial: list[set] = [set() for _ in range(gpn + 1)]
+        self.partial: list[set[int]] = [set() for _ in range(gpn + 1)]
         self.pmask = 0
-        self.free = [0] * n
+        self.free: list[int] = [0] * n
         self.status = bytearray([SPARE]) * n
         self.free_gpus = 0
         self.whole_free = 0
@@ -402,7 +410,7 @@ class PoolState:
         return self.active_nodes * self.gpn
 
     # ------------------------------------------------------------ placement
-    def allocate(self, gpus: int, topology: bool = True):
+    def allocate(self, gpus: int, topology: bool = True) -> Optional[Allocation]:
         """Place a gang of `gpus` GPUs: (nodes, GPUs used per node, tiers
         spanned) or None. A job within a node takes the partly free node
         that fits best, else a whole node of the fullest base group; jobs
@@ -444,12 +452,12 @@ class PoolState:
             m = self.m0 >> k
             if m:
                 # the fullest base group that holds the gang (the common gang)
-                nodes = self._take_base(next(iter(self.B0[k + ((m & -m).bit_length() - 1)])), k)
+                got = self._take_base(next(iter(self.B0[k + ((m & -m).bit_length() - 1)])), k)
                 self.free_gpus -= gpn * k
-                return tuple(nodes), gpn, self.tier[0]
+                return tuple(got), gpn, self.tier[0]
             chunks, tiers = self._take(k)
             chunks.sort()          # in node order (a group is in chunks once)
-            nodes = tuple(chain.from_iterable([c for _, c in chunks]))
+            nodes: tuple = tuple(chain.from_iterable([c for _, c in chunks]))
             # release() gives them back a base group at a time
             self.gangs[nodes[0]] = chunks
         else:
@@ -477,7 +485,7 @@ class PoolState:
         self.whole_free -= 1
         return node
 
-    def _take_base(self, g: int, k: int) -> list:
+    def _take_base(self, g: int, k: int) -> list[int]:
         """The k lowest-numbered wholly free nodes of base group g, marked
         used."""
         w = self.W[g]
@@ -487,7 +495,7 @@ class PoolState:
         self._lose(g, k)
         return chosen
 
-    def _take_all_base(self, kids, chunks: list) -> None:
+    def _take_all_base(self, kids: list[int], chunks: list[tuple[int, list[int]]]) -> None:
         """Every wholly free node of base groups `kids`, all children of one
         group (so they share their parent at every level above), added to
         chunks as (group, nodes)."""
@@ -515,11 +523,11 @@ class PoolState:
                 cnt[par[first]] -= total
             self.whole_free -= total
 
-    def _take(self, k: int) -> tuple[list, int]:
+    def _take(self, k: int) -> tuple[list[tuple[int, list[int]]], int]:
         """k > 1 wholly free nodes, topology-packed, when no base group
         holds them all (allocate takes that case): (the nodes by base group
         as (group, nodes), tiers)."""
-        chunks: list = []
+        chunks: list[tuple[int, list[int]]] = []
         for j in range(1, self.T):
             if k > self.size[j]:
                 continue
@@ -535,7 +543,7 @@ class PoolState:
         self._take_in(self.T, 0, k, chunks)
         return chunks, self.top_tier
 
-    def _take_in(self, j: int, G: int, k: int, chunks: list) -> None:
+    def _take_in(self, j: int, G: int, k: int, chunks: list[tuple[int, list[int]]]) -> None:
         """k free nodes inside group G of level j (j = T: the pool),
         packed: the best-fitting child group if one holds what is left,
         else all of the fullest child, and again; added to chunks as
@@ -564,7 +572,7 @@ class PoolState:
         for i, take in _packing(list(map(cl.__getitem__, order)), k):
             self._take_in(j - 1, order[i], take, chunks)
 
-    def _take_from_base(self, kids, k: int, chunks: list) -> None:
+    def _take_from_base(self, kids: list[int], k: int, chunks: list[tuple[int, list[int]]]) -> None:
         """k wholly free nodes from base groups `kids`, children of one group
         (or of the pool), packed as _packing says, in one loop with one
         update of the counts above (the groups share every parent)."""
@@ -607,7 +615,7 @@ class PoolState:
                     return out
         raise AssertionError("whole_free said the nodes exist")  # pragma: no cover
 
-    def release(self, nodes, per_node: int) -> None:
+    def release(self, nodes: Nodes, per_node: int) -> None:
         """Give back what allocate() gave (nodes sorted, as it returned
         them; a gang it placed across base groups goes back by the groups
         it noted in `gangs`, without finding them again; a node is never
@@ -662,7 +670,7 @@ class PoolState:
             while i < n:
                 g = g0[nodes[i]]
                 e = bisect_left(nodes, g_end[g], i)
-                chunks.append((g, nodes[i:e]))
+                chunks.append((g, list(nodes[i:e])))
                 i = e
         # the bucket moves of _gain inline
         B0, ups = self.B0, self.ups

@@ -51,13 +51,13 @@ from heapq import heappush
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Final, Optional, cast
 
 import numpy as np
 import simpy
 from simpy.events import NORMAL, Timeout
 
-from sim.cluster import DOWN, UP, IndexedSet, PoolState, topology_levels
+from sim.cluster import DOWN, UP, Allocation, IndexedSet, PoolState, topology_levels
 from sim.failures import causes as failure_causes, wall_time, work_done
 from sim.metrics import Demand
 from sim.placement import Placement, WorkTimer, ideal_tiers, tightest_estimator
@@ -65,11 +65,16 @@ from sim.scheduler import DEFAULT_BACKFILL_WINDOW, FifoQueue, WindowCache, make_
 from workloads.errors import InputError
 from workloads.jobs import Job
 
-NO_PM = 1 << 30
+NO_PM: Final = 1 << 30
 """More GPUs than any node has (pmask >> NO_PM == 0): no job was turned down
 for want of a partly free node."""
-INF = math.inf
-PENDING, WAITING, QUEUED, RUNNING, COMPLETED, CANCELLED = range(6)
+INF: Final = math.inf
+PENDING: Final = 0
+WAITING: Final = 1
+QUEUED: Final = 2
+RUNNING: Final = 3
+COMPLETED: Final = 4
+CANCELLED: Final = 5
 STATE_NAMES = {QUEUED: "queued", RUNNING: "running", COMPLETED: "completed", CANCELLED: "cancelled",
                WAITING: "waiting", PENDING: "pending"}
 TIER_NAMES = ("nvlink", "leaf", "spine", "core")
@@ -136,22 +141,22 @@ class Run:
     def __init__(self, i: int, job: Job, pools: tuple, dkey: int, fam: int, wkey: int = -1):
         self.i = i
         self.job = job
-        self.gpus = job.gpus
-        self.dur = job.duration_s
+        self.gpus: int = job.gpus
+        self.dur: Optional[float] = job.duration_s
         self.wkey = wkey
-        self.pools = pools
+        self.pools: tuple[int, ...] = pools
         self.est_s = 0.0
         self.tenant = job.tenant
-        self.priority = job.priority
+        self.priority: int = job.priority
         self.dkey = dkey
         self.fam = fam
         self.family = job.family
         self.state = PENDING
-        self.submit_s = None
-        self.start_s = None
-        self.end_s = None
+        self.submit_s: Optional[float] = None
+        self.start_s: Optional[float] = None
+        self.end_s: Optional[float] = None
         self.pool = -1
-        self.nodes = None
+        self.nodes: Any = None            # the nodes held (a tuple) while running
         self.per_node = 0
         self.alloc = 0
         self.run_start = 0.0
@@ -167,8 +172,8 @@ class Run:
         self.restarts = 0
         self.preemptions = 0
         self.deps = 0
-        self.qkey = None
-        self.fleet = None
+        self.qkey: Any = None
+        self.fleet: Any = None
         self.tiers = -1
         self.checkpointable = job.checkpointable
         self.ready = False
@@ -198,7 +203,7 @@ class ScanMemo:
     of `pm` GPUs or more only while no partly free node has room for them;
     with a FIFO queue, jobs that moved into the window from beyond it since
     (`moved`: their seqs are above `seq`) were not looked at."""
-    key: tuple
+    key: Optional[tuple]
     fit: int
     pm: int = NO_PM
     seq: int = -1
@@ -215,16 +220,17 @@ class PoolRT:
 class Engine:
     """One simulation: build it with pools, jobs and fleets, call run()."""
 
-    skip_fruitless = True
-    """Skip a scheduling pass that provably could start nothing (_backfill's
-    rule); False runs every pass (the same schedule, slower: tests)."""
-
     def __init__(self, pools: list[PoolInfo], jobs: list[Job], fleets: list | None = None, *, scheduler=None,
-                 failures=None, horizon_s: float, sample_interval_s: float = 3600.0, seed: int = 0,
-                 timer: WorkTimer | None = None, progress: Callable | None = None, pue: float = 1.3,
-                 debug: bool = False):
+                 failures=None, horizon_s: Optional[float] = None, sample_interval_s: float = 3600.0,
+                 seed: int = 0, timer: WorkTimer | None = None, progress: Callable | None = None,
+                 pue: float = 1.3, debug: bool = False):
         from sim.scenario import SchedulerSpec, FailuresSpec
 
+        if horizon_s is None:
+            raise TypeError("Engine() needs horizon_s, the simulated seconds")
+        self.skip_fruitless = True
+        """Skip a scheduling pass that provably could start nothing (_backfill's
+        rule); False runs every pass (the same schedule, slower: tests)."""
         self.env = simpy.Environment()
         self.horizon = float(horizon_s)
         self.interval = float(sample_interval_s)
@@ -252,7 +258,7 @@ class Engine:
             st = PoolState(i, info.name, info.gpus_per_node, info.nodes, info.spare_nodes, info.levels)
             self.pools.append(PoolRT(info, st))
         self.pool_index = {p.info.name: i for i, p in enumerate(self.pools)}
-        self.states = [p.state for p in self.pools]
+        self.states: list[PoolState] = [p.state for p in self.pools]
         self._one_pool = len(self.pools) == 1
         self._gpn = [p.state.gpn for p in self.pools]
         # SimPy's event heap and event counter (simpy.Environment internals
@@ -265,7 +271,7 @@ class Engine:
         # SimPy's tuples), the runs ending at each time (one, or a list in
         # start order); SimPy's own queue keeps every other event
         self._fh: list[float] = []
-        self._fa: dict = {}
+        self._fa: dict[float, Any] = {}
         from hardware.power import gpu_busy_w
         self._power = []
         for pr in self.pools:
@@ -326,8 +332,8 @@ class Engine:
                 wk = wkeys.setdefault((job.work, job.gpus), len(wkeys))
             runs.append(Run(len(runs), job, pools_ok, dk, fi, wk))
         self.n_jobs = len(runs)
-        self._gpus = [r.gpus for r in runs]       # by run index, for the backfill scan
-        self._sub = [max(0.0, r.job.submit_s) for r in runs] + [INF]
+        self._gpus: list[int] = [r.gpus for r in runs]       # by run index, for the backfill scan
+        self._sub: list[float] = [max(0.0, float(r.job.submit_s)) for r in runs] + [INF]
         self._dcache: dict = {}                   # (work key, pool, tiers) -> seconds
         self._check_fit()
         # dependencies
@@ -353,18 +359,18 @@ class Engine:
         self.by_prio: dict[int, IndexedSet] | None = {} if self.preemption else None
         self.prio_alloc: dict[int, int] = {}
         need_nodes = self.preemption or self.failures is not None or bool(self.fleets)
-        self.node_jobs = [[[] for _ in range(p.state.n)] for p in self.pools] if need_nodes else None
+        self.node_jobs: Any = [[[] for _ in range(p.state.n)] for p in self.pools] if need_nodes else None
         # backfill: latest expected end of the occupants of each node shared
         # by small jobs (a value in the past once they left; recomputed when
         # one leaves early)
-        self.node_end = [[0.0] * p.state.n for p in self.pools] if self.backfill else None
+        self.node_end: Any = [[0.0] * p.state.n for p in self.pools] if self.backfill else None
         self._tracking = self.by_prio is not None or self.node_jobs is not None or self.policy == "fair-share"
         # scheduling state
         self._dirty = True
-        self._blocked = None
+        self._blocked: Optional[int] = None
         self._new: list[Run] = []
         self._res: Reservation | None = None
-        self._res_key = None
+        self._res_key: Optional[tuple] = None
         self._res_version = 0
         self._bad_sizes: set = set()      # backfill: sizes whose placement would delay the head (this pass)
         self._bf_state: ScanMemo | None = None   # backfill: what the last full pass established
@@ -372,7 +378,7 @@ class Engine:
         self._bf_pm = NO_PM               # backfill: smallest size turned down for want of a partly free node
         self.n_scans_skipped = 0
         self._window = WindowCache()      # backfill: the window's candidates (sim/scheduler.py)
-        self._wall0 = None
+        self._wall0: Optional[float] = None
         self._last_progress = 0.0
         self.rng = np.random.default_rng([seed, 1])
         self.causes = []
@@ -555,7 +561,7 @@ class Engine:
                             st = states[p]
                             gpn = st.gpn
                             if (st.whole_free or st.pmask >> g) if g <= gpn else st.whole_free * gpn >= g:
-                                nodes, per, tiers = st.allocate(g, topology)
+                                nodes, per, tiers = cast(Allocation, st.allocate(g, topology))
                                 start(r, p, nodes, per, tiers, now)
                                 break
                         else:
@@ -591,36 +597,37 @@ class Engine:
                 break
             if fin:
                 pop(fh)
-                ev = fa.pop(t, None)
-                if ev is not None:
-                    if ev.__class__ is not RunT:
+                x = fa.pop(t, None)
+                if x is not None:
+                    if x.__class__ is RunT:
+                        fr: Run = x
+                    else:
                         # runs ending at the same time, in the order they started
-                        x = ev
-                        ev = x.pop(0)
+                        fr = x.pop(0)
                         fa[t] = x if len(x) > 1 else x[0]
                     env._now = now = t
-                    ev.fin = -1
+                    fr.fin = -1
                     if lean:
                         # _finish and _release inline, for runs nothing else tracks
-                        p = ev.pool
-                        states[p].release(ev.nodes, ev.per_node)
-                        a = ev.alloc
-                        used = a * (t - ev.run_start)
-                        ev.gpu_s += used
+                        p = fr.pool
+                        states[p].release(fr.nodes, fr.per_node)
+                        al = fr.alloc
+                        used = al * (t - fr.run_start)
+                        fr.gpu_s += used
                         pool_gpu_s[p] += used
-                        pool_alloc[p] -= a
-                        fam_gpus[ev.fam] -= a
-                        ev.nodes = None
-                        ev.state = COMPLETED
-                        ev.end_s = t
-                        g = ev.gpus
-                        dk = ev.dkey
+                        pool_alloc[p] -= al
+                        fam_gpus[fr.fam] -= al
+                        fr.nodes = None
+                        fr.state = COMPLETED
+                        fr.end_s = t
+                        g = fr.gpus
+                        dk = fr.dkey
                         srv[dk] -= g
                         sacc[dk] -= g * (dm.end - t)
                         self.n_completed += 1
                         self._dirty = True
                     else:
-                        finish(ev, t)
+                        finish(fr, t)
                     want = True
                 continue
             t, _, eid, ev = pop(q)
@@ -662,7 +669,7 @@ class Engine:
                 for p in r.pools:
                     st = self.states[p]
                     if st.fits(g):
-                        nodes, per, tiers = st.allocate(g, self.topology)
+                        nodes, per, tiers = cast(Allocation, st.allocate(g, self.topology))
                         self._start(r, p, nodes, per, tiers, now)
                         break
                 else:
@@ -675,7 +682,9 @@ class Engine:
         """Backfill check of a job arriving while the head is blocked and
         no capacity was freed since: start it now if it may go ahead of the
         head (the check a pass would make once it joined the queue)."""
-        head = self.runs[self._blocked]
+        b = self._blocked
+        assert b is not None
+        head = self.runs[b]
         res = self._reservation(head)
         self._bad_sizes.clear()
         m = self._bf_state
@@ -827,7 +836,7 @@ class Engine:
         for p in r.pools:
             st = pools[p].state
             if st.fits(r.gpus):
-                nodes, per, tiers = st.allocate(r.gpus, self.topology)
+                nodes, per, tiers = cast(Allocation, st.allocate(r.gpus, self.topology))
                 now = self.env._now
                 self._dequeue(r, now)
                 self._start(r, p, nodes, per, tiers, now)
@@ -1010,14 +1019,15 @@ class Engine:
         key = (head.i, self._res_version)
         if self._res is not None and self._res_key == key:
             return self._res
-        best = None
+        best: Optional[Reservation] = None
         for p in head.pools:
             res = self._reserve_in(p, head)
             if best is None or res.shadow < best.shadow:
                 best = res
+        assert best is not None            # a job has a pool
         self._res, self._res_key = best, key
         self._counts["reservations"] += 1
-        if self.debug and best is not None:
+        if self.debug:
             self.shadows.setdefault(head.i, best.shadow)
         return best
 
@@ -1197,7 +1207,7 @@ class Engine:
                         if g < self._bf_pm:
                             self._bf_pm = g
                         continue
-            nodes, per, tiers = st.allocate(g, self.topology)
+            nodes, per, tiers = cast(Allocation, st.allocate(g, self.topology))
             if fixed:
                 D = r.dur
                 long = surely_long

@@ -67,7 +67,7 @@ class FifoQueue:
     COMPACT_AT = 64
     """Dead entries always tolerated before a bulk drop."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.items: list[int] = []     # seqs, sorted; live ones are in `live`
         self.live: set[int] = set()
         self.lo = 0                    # items[:lo] are dead
@@ -141,13 +141,13 @@ class WindowCache:
     rebuilds it from candidates(). A pass then looks at tens of runs
     instead of walking the queue."""
 
-    def __init__(self):
-        self.key = None          # (reservation key, queue gen) the list is valid for
+    def __init__(self) -> None:
+        self.key: Optional[tuple] = None   # (reservation key, queue gen) the list is valid for
         self.scan: list[int] = []
         self.count = 0           # runs in the window, turned down ones included
         self.last = -1           # highest seq considered
         self.wend = -1           # seq of the window's last run (once full: runs after it are beyond)
-        self.head = None
+        self.head: Optional[int] = None
         self.nrej = 0
 
     def get(self, q: FifoQueue, key, window: int, rejected) -> list[int]:

@@ -323,7 +323,7 @@ def test_placement_tiers_are_the_topology_span(system, nodes):
 
 
 @pytest.mark.parametrize("seed,nodes,window", [(21, 40, 100), (22, 64, 3), (23, 64, 12), (24, 24, 1)])
-def test_skipped_backfill_passes_change_nothing(monkeypatch, seed, nodes, window):
+def test_skipped_backfill_passes_change_nothing(seed, nodes, window):
     """A backfill pass is skipped when it could not start anything (same
     reservation, nothing larger fits than at the last full pass, no job
     moved into the window unchecked, no partly free node for a job turned
@@ -338,8 +338,10 @@ def test_skipped_backfill_passes_change_nothing(monkeypatch, seed, nodes, window
             enumerate(zip(sizes, np.cumsum(rng.exponential(40.0, n)), rng.lognormal(7.0, 1.5, n)))]
     fast = engine(jobs, nodes=nodes, policy="backfill", horizon=5e5, debug=False, backfill_window=window)
     assert fast.n_scans_skipped > 10
-    monkeypatch.setattr(Engine, "skip_fruitless", False)
-    slow = engine(jobs, nodes=nodes, policy="backfill", horizon=5e5, debug=False, backfill_window=window)
+    slow = Engine([pool(nodes)], jobs, scheduler=SchedulerSpec(policy="backfill", backfill_window=window),
+                  horizon_s=5e5, sample_interval_s=3600.0, seed=1)
+    slow.skip_fruitless = False
+    slow.run()
     assert slow.n_scans_skipped == 0
     assert [(r.start_s, r.end_s) for r in fast.runs] == [(r.start_s, r.end_s) for r in slow.runs]
     assert fast.counts["backfilled"] == slow.counts["backfilled"] > 50
