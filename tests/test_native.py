@@ -21,7 +21,8 @@ def _run(example: str, out: Path, pure: bool) -> None:
     code = ("import sys, sim; from sim.cli import main; "
             f"assert sim.compiled() is {not pure}, 'wrong engine build'; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "run", str(ROOT / "examples" / f"{example}.yaml"),
-                           "-o", str(out), "--quiet"], capture_output=True, text=True, env=env)
+                           "-o", str(out), "--quiet"], capture_output=True, text=True, env=env,
+                          cwd=out.parent)     # not the repository root: its sim/ is the uncompiled source
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
