@@ -39,6 +39,12 @@ cluster changed unexpectedly (failure, preemption, autoscaling).
 Counters, per-family allocations and the demand integrals are plain ints
 and floats updated in place (sim/metrics.py: O(1) per change).
 
+This module, sim/cluster.py, sim/scheduler.py and sim/metrics.py are
+compiled with mypyc at install (setup.py): they must type-check on their
+own (``mypy --follow-imports=skip --ignore-missing-imports`` on the four),
+a declared type is enforced at run time there (an int attribute refuses a
+float), and a value of a declared int, float or class type runs as C.
+
 ``simulate(scenario, catalogs, progress)`` is the whole run: jobs from the
 workloads (trace loaders, sim/generators.py), fleets (sim/fleet.py) and
 request-level simulations (sim/requests.py), then the engine, then raw
