@@ -67,7 +67,7 @@ from sim.cluster import DOWN, UP, Allocation, IndexedSet, PoolState, topology_le
 from sim.failures import causes as failure_causes, wall_time, work_done
 from sim.metrics import Demand
 from sim.placement import Placement, WorkTimer, ideal_tiers, tightest_estimator
-from sim.scheduler import DEFAULT_BACKFILL_WINDOW, FifoQueue, WindowCache, make_queue
+from sim.scheduler import DEFAULT_BACKFILL_WINDOW, FifoQueue, Queue, WindowCache, make_queue
 from workloads.errors import InputError
 from workloads.jobs import Job
 
@@ -198,7 +198,7 @@ class Reservation:
     node: int = -1
     node_free: int = 0
     extra: int = 0
-    rejected: set = field(default_factory=set)    # jobs that would delay the head for as long as this holds
+    rejected: set[int] = field(default_factory=set)    # jobs that would delay the head for as long as this holds
 
 
 @dataclass(slots=True)
@@ -308,7 +308,7 @@ class Engine:
         self._tiers_interrupted = [0, 0, 0, 0]   # starts by tiers spanned of runs since interrupted
         self.util_rows: list = []
         # jobs, in submit order
-        self.queue = make_queue(self.sched, self.tenant_alloc)
+        self.queue: Queue = make_queue(self.sched, self.tenant_alloc)
         subs = [j.submit_s for j in jobs]
         order = sorted(range(len(jobs)), key=subs.__getitem__)
         self.runs: list[Run] = []
@@ -369,7 +369,7 @@ class Engine:
         # backfill: latest expected end of the occupants of each node shared
         # by small jobs (a value in the past once they left; recomputed when
         # one leaves early)
-        self.node_end: Any = [[0.0] * p.state.n for p in self.pools] if self.backfill else None
+        self.node_end: Optional[list[list[float]]] = [[0.0] * p.state.n for p in self.pools] if self.backfill else None
         self._tracking = self.by_prio is not None or self.node_jobs is not None or self.policy == "fair-share"
         # scheduling state
         self._dirty = True
@@ -535,7 +535,7 @@ class Engine:
             fin = True
             if q:
                 top = q[0]
-                ts = top[0]
+                ts: float = top[0]
                 if ts < t or (ts == t and (top[1], top[2]) < (NORMAL, self._first_eid(t))):
                     t = ts
                     fin = False
@@ -745,7 +745,7 @@ class Engine:
         q.remove(r)
         w = self._window
         if w.key is not None:
-            if self._res is not None and w.key[0] == self._res_key:
+            if self._res is not None and w.key[0] == self._res_key and isinstance(q, FifoQueue):
                 w.removed(q, r.qkey, self.window, self._res.rejected)
             else:
                 w.key = None
@@ -843,7 +843,7 @@ class Engine:
             st = pools[p].state
             if st.fits(r.gpus):
                 nodes, per, tiers = cast(Allocation, st.allocate(r.gpus, self.topology))
-                now = self.env._now
+                now: float = self.env._now
                 self._dequeue(r, now)
                 self._start(r, p, nodes, per, tiers, now)
                 return True
@@ -1045,16 +1045,21 @@ class Engine:
         fa = self._fa
         pop = heapq.heappop
         RunT = Run
-        last = None
+        last = -INF
         while h:
-            end = pop(h)
+            end: float = pop(h)
             if end == last:
                 continue          # runs ending together came out at once
             last = end
             x = fa.get(end)
             if x is None:
                 continue
-            for v in ((x,) if x.__class__ is RunT else x):
+            if x.__class__ is RunT:
+                one: Run = x
+                if one.pool == p:
+                    yield end, one
+                continue
+            for v in x:
                 if v.pool == p:
                     yield end, v
 
@@ -1173,11 +1178,13 @@ class Engine:
         not need then (EASY). Decided before placing where the answer does
         not depend on the nodes chosen; otherwise placed, checked, and
         undone if it would delay the head."""
-        now = self.env._now
+        now: float = self.env._now
         g = r.gpus
         shadow = res.shadow
         # a fresh fixed-duration job runs exactly its duration, wherever it goes
-        fixed = r.dur is not None and not (r.progress or r.pending_over or self.ckpt_cost)
+        d = r.dur
+        dur = d if d is not None else -1.0
+        fixed = dur >= 0.0 and not (r.progress or r.pending_over or self.ckpt_cost)
         for p in r.pools:
             st = self.states[p]
             gpn = st.gpn
@@ -1189,9 +1196,9 @@ class Engine:
             if constrained:
                 # a lower bound of the run time: fixed, or at the tightest placement
                 if fixed:
-                    surely_long = now + r.dur > shadow
+                    surely_long = now + dur > shadow
                 else:
-                    d0 = r.dur if r.dur is not None else self.estimate(r.job, p)
+                    d0 = dur if dur >= 0.0 else self.estimate(r.job, p)
                     surely_long = now + self._wall(r, d0) > shadow
                 if surely_long:
                     if whole_nodes:
@@ -1215,7 +1222,7 @@ class Engine:
                         continue
             nodes, per, tiers = cast(Allocation, st.allocate(g, self.topology))
             if fixed:
-                D = r.dur
+                D = dur
                 long = surely_long
             else:
                 D = self._duration(r, p, nodes, tiers)
@@ -1233,7 +1240,9 @@ class Engine:
                     # nodes taken now are free now; a shared node is free then
                     # unless one of its occupants runs past the shadow time
                     if per < gpn:
-                        used = 1 if self.node_end[p][nodes[0]] <= shadow else 0
+                        ends = self.node_end
+                        assert ends is not None          # kept under backfill
+                        used = 1 if ends[p][nodes[0]] <= shadow else 0
                     else:
                         used = len(nodes)
                     ok = used <= res.extra

@@ -40,7 +40,7 @@ sim.engine.PREEMPT_SCAN_LIMIT per decision: O(victims x their nodes).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 from sortedcontainers import SortedList
 
@@ -50,7 +50,38 @@ DEFAULT_BACKFILL_WINDOW = 100
 bf_max_job_test plays the same role). Bounds the work per event."""
 
 
-class FifoQueue:
+class Queue:
+    """What the engine asks of a waiting queue (FifoQueue, OrderedQueue,
+    FairShareQueue): runs in, runs out, the head and the runs after it."""
+
+    def push(self, run) -> None:
+        raise NotImplementedError
+
+    def remove(self, run) -> None:
+        raise NotImplementedError
+
+    def head(self) -> Optional[int]:
+        """The seq of the run to start next (None: the queue is empty)."""
+        raise NotImplementedError
+
+    def is_last(self, run) -> bool:
+        """Is run the last in the order (its removal moves no other run)?
+        (False when unsure.)"""
+        return False
+
+    def candidates(self, window: int) -> Iterable[int]:
+        """The seqs of up to `window` runs after the head, in order."""
+        raise NotImplementedError
+
+    def fitting(self, window: int, sizes: list[int], limit: int, skip: set[int]) -> list[int]:
+        """candidates(window) with sizes[seq] <= limit and seq not in skip."""
+        return [x for x in self.candidates(window) if sizes[x] <= limit and x not in skip]
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
+class FifoQueue(Queue):
     """Waiting runs in submit order (run.seq), for fifo and backfill.
 
     A sorted list with lazy removal: runs arrive in seq order, so a push
@@ -206,7 +237,7 @@ class WindowCache:
         self.key = (k[0], q.gen)
 
 
-class OrderedQueue:
+class OrderedQueue(Queue):
     """Waiting runs in one total order: key(run) then run.seq."""
 
     def __init__(self, key: Optional[Callable] = None):
@@ -233,10 +264,6 @@ class OrderedQueue:
         """Is run the last in the order (its removal moves no other run)?"""
         return bool(self.items) and self.items[-1] == run.qkey
 
-    def fitting(self, window: int, sizes, limit: int, skip) -> list[int]:
-        """candidates(window) with sizes[seq] <= limit and seq not in skip."""
-        return [x for x in self.candidates(window) if sizes[x] <= limit and x not in skip]
-
     def candidates(self, window: int) -> Iterator[int]:
         """The seqs of up to `window` runs after the head, in order."""
         if self.key is None:
@@ -247,7 +274,7 @@ class OrderedQueue:
         return len(self.items)
 
 
-class FairShareQueue:
+class FairShareQueue(Queue):
     """Per-tenant FIFO queues; the head is the first job of the tenant with
     the lowest allocated GPUs per unit of weight among tenants whose head
     job fits under their quota."""
@@ -296,10 +323,6 @@ class FairShareQueue:
     def is_last(self, run) -> bool:
         return False
 
-    def fitting(self, window: int, sizes, limit: int, skip) -> list[int]:
-        """candidates(window) with sizes[seq] <= limit and seq not in skip."""
-        return [x for x in self.candidates(window) if sizes[x] <= limit and x not in skip]
-
     def candidates(self, window: int) -> Iterator[int]:
         """Round-robin over eligible tenants in share order, after the head."""
         order = self._order()
@@ -324,7 +347,7 @@ class FairShareQueue:
         return self.n
 
 
-def make_queue(spec, allocated_by_tenant: dict):
+def make_queue(spec, allocated_by_tenant: dict) -> Queue:
     """The queue for a SchedulerSpec."""
     policy = spec.policy
     if policy in ("fifo", "backfill"):
