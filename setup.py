@@ -13,14 +13,18 @@ compiled build run its Python sources instead (sim/__init__.py).
 import hashlib
 import json
 import os
+import sys
 
 from setuptools import setup
 
 NATIVE = ["sim/metrics.py", "sim/cluster.py", "sim/scheduler.py", "sim/engine.py"]
 
+BUILDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
+"""The setup.py commands that compile (pip also calls it for metadata)."""
+
 
 def native_extensions() -> list:
-    if os.environ.get("GPUSIM_PURE_PYTHON", "") not in ("", "0"):
+    if os.environ.get("GPUSIM_PURE_PYTHON", "") not in ("", "0") or not BUILDS & set(sys.argv[1:]):
         return []
     try:
         from mypyc.build import mypycify
