@@ -153,7 +153,7 @@ class Run:
         self.pools: tuple[int, ...] = pools
         self.est_s = 0.0
         self.tenant = job.tenant
-        self.priority: int = job.priority
+        self.priority: int = int(job.priority)
         self.dkey = dkey
         self.fam = fam
         self.family = job.family
