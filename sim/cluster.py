@@ -276,8 +276,9 @@ class PoolState:
                     kids[gj[node]].append(c)
             self.kids.append(kids)
         self.top_kids: list[int] = sorted(set(gofs[T - 1]))
-        self.ups: list[tuple[list[int], list[int]]] = [(self.cnt[j], self.par[j]) for j in range(1, T)]    # (counts, base group -> group) per level
-        self.size: list[int] = [size0] * T                                          # largest group per level
+        # (counts, base group -> group) per level; the largest group per level
+        self.ups: list[tuple[list[int], list[int]]] = [(self.cnt[j], self.par[j]) for j in range(1, T)]
+        self.size: list[int] = [size0] * T
         for j in range(1, T):
             counts: dict[int, int] = {}
             for G in gofs[j]:
@@ -457,7 +458,7 @@ class PoolState:
                 return tuple(got), gpn, self.tier[0]
             chunks, tiers = self._take(k)
             chunks.sort()          # in node order (a group is in chunks once)
-            nodes: tuple = tuple(chain.from_iterable([c for _, c in chunks]))
+            nodes: Nodes = tuple(chain.from_iterable([c for _, c in chunks]))
             # release() gives them back a base group at a time
             self.gangs[nodes[0]] = chunks
         else:

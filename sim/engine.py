@@ -369,7 +369,8 @@ class Engine:
         # backfill: latest expected end of the occupants of each node shared
         # by small jobs (a value in the past once they left; recomputed when
         # one leaves early)
-        self.node_end: Optional[list[list[float]]] = [[0.0] * p.state.n for p in self.pools] if self.backfill else None
+        self.node_end: Optional[list[list[float]]] = (
+            [[0.0] * p.state.n for p in self.pools] if self.backfill else None)
         self._tracking = self.by_prio is not None or self.node_jobs is not None or self.policy == "fair-share"
         # scheduling state
         self._dirty = True

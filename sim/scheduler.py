@@ -141,12 +141,9 @@ class FifoQueue(Queue):
         return items[lo] if lo < n else None
 
     def is_last(self, run) -> bool:
-        """Is run the last in the order (its removal moves no other run)?
-        (False when unsure.)"""
         return bool(self.items) and self.items[-1] == run.qkey
 
     def candidates(self, window: int) -> list[int]:
-        """The seqs of up to `window` runs after the head, in order."""
         self.head()                    # moves lo to the head
         items, live = self.items, self.live
         j, n = self.lo + 1, len(items)
@@ -261,11 +258,9 @@ class OrderedQueue(Queue):
         return k if self.key is None else k[1]
 
     def is_last(self, run) -> bool:
-        """Is run the last in the order (its removal moves no other run)?"""
         return bool(self.items) and self.items[-1] == run.qkey
 
     def candidates(self, window: int) -> Iterator[int]:
-        """The seqs of up to `window` runs after the head, in order."""
         if self.key is None:
             return self.items.islice(1, window + 1)
         return (k[1] for k in self.items.islice(1, window + 1))
@@ -319,9 +314,6 @@ class FairShareQueue(Queue):
     def head(self) -> Optional[int]:
         order = self._order()
         return order[0][1] if order else None
-
-    def is_last(self, run) -> bool:
-        return False
 
     def candidates(self, window: int) -> Iterator[int]:
         """Round-robin over eligible tenants in share order, after the head."""
