@@ -1,9 +1,10 @@
-"""Build: the engine's three hot modules compiled to C with mypyc.
+"""Build: the engine's four hot modules compiled to C with mypyc.
 
-sim/cluster.py, sim/scheduler.py and sim/engine.py are plain, type-annotated
-Python; mypyc turns them into C extension modules that run the same code
-two to three times faster (the compiled modules import first; the Python
-sources are installed beside them). Everything else is pure Python.
+sim/metrics.py, sim/cluster.py, sim/scheduler.py and sim/engine.py are
+plain, type-annotated Python; mypyc turns them into C extension modules
+that run the same code about twice as fast (the compiled modules import
+first; the Python sources are installed beside them). Everything else is
+pure Python.
 
 GPUSIM_PURE_PYTHON=1 at install time builds no extensions; where no C
 compiler is found the extensions are skipped with a warning and the pure
@@ -31,7 +32,7 @@ def native_extensions() -> list:
     except ImportError:
         print("gpusim: mypyc not found, installing the pure Python engine")
         return []
-    # other modules are seen as untyped (the three modules type-check alone)
+    # other modules are seen as untyped (the four modules type-check alone)
     exts = mypycify(["--follow-imports=skip", "--ignore-missing-imports",
                      "--disable-error-code=annotation-unchecked", *NATIVE], opt_level="3")
     for ext in exts:

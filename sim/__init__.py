@@ -60,8 +60,8 @@ _why = _stale_or_unwanted()
 if _why:
     if _why == "stale":
         import warnings
-        warnings.warn("gpusim: sim/{metrics,cluster,scheduler,engine}.py changed since they were compiled; running the "
-                      "Python sources (pip install -e . compiles them again)", stacklevel=2)
+        warnings.warn("gpusim: sim/{metrics,cluster,scheduler,engine}.py changed since they were compiled; "
+                      "running the Python sources (pip install -e . compiles them again)", stacklevel=2)
     _run_python_sources()
 
 __all__ = ["run", "load_scenario", "Result", "__version__"]
