@@ -19,6 +19,7 @@ import sys
 from setuptools import setup
 
 NATIVE = ["sim/metrics.py", "sim/cluster.py", "sim/scheduler.py", "sim/engine.py"]
+"""What is compiled, in import order (sim.NATIVE_MODULES names the same; a test compares)."""
 
 BUILDS = {"build", "build_ext", "bdist_wheel", "editable_wheel", "develop", "install"}
 """The setup.py commands that compile (pip also calls it for metadata)."""

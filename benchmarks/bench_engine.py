@@ -92,8 +92,9 @@ def run_engine(args) -> dict:
     alloc = sum(eng.pool_gpu_s)
     waits = [r.start_s - r.submit_s for r in eng.runs if r.start_s is not None]
     import sim
-    mode = "engine" if sim.compiled() else "engine-py"
-    return {"mode": mode, "compiled": sim.compiled(), "jobs": args.jobs, "gpus": gpus, "wall_s": t_run, "cpu_s": cpu, "build_s": t_build,
+    compiled = sim.compiled()
+    return {"mode": "engine" if compiled else "engine-py", "compiled": compiled, "jobs": args.jobs, "gpus": gpus,
+            "wall_s": t_run, "cpu_s": cpu, "build_s": t_build,
             "make_jobs_s": t_jobs, "events": eng.events, "events_per_s": eng.events / t_run,
             "completed": done, "started": c["started"], "backfilled": c["backfilled"],
             "reservations": c["reservations"], "scans_skipped": eng.n_scans_skipped, "utilization": alloc / (gpus * args.days * 86400.0),
@@ -159,7 +160,9 @@ def main(argv=None) -> int:
     best: dict = {}
     child = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in ("--json", "--pure")]
     runs = [("bare", {}), ("engine", {})]
-    if args.pure:
+    import sim
+    if args.pure and sim.compiled():
+        # (an engine that is not compiled already runs pure Python)
         runs.append(("engine", {"GPUSIM_PURE_PYTHON": "1"}))
     for _ in range(max(1, args.repeat)):
         for mode, extra in runs:

@@ -1,5 +1,6 @@
 """The compiled engine (mypyc, setup.py) and its Python sources are one
 program: the same scenario gives byte-identical tables either way."""
+import ast
 import os
 import subprocess
 import sys
@@ -44,3 +45,14 @@ def test_compiled_and_pure_python_engines_write_the_same_tables(tmp_path, exampl
         a = (tmp_path / "compiled" / name).read_bytes()
         b = (tmp_path / "pure" / name).read_bytes()
         assert a == b, f"{example}: {name} differs between the compiled and the pure Python engine"
+
+
+def test_setup_compiles_the_modules_the_package_can_run_from_source():
+    """setup.py's NATIVE and sim.NATIVE_MODULES (what GPUSIM_PURE_PYTHON and
+    the stale-build check load from source, in import order) name the same
+    modules."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    native = next(ast.literal_eval(node.value) for node in tree.body
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "NATIVE")
+    assert tuple(Path(p).stem for p in native) == sim.NATIVE_MODULES
+    assert all(p.startswith("sim/") for p in native)
